@@ -1,0 +1,291 @@
+"""Reading, cleaning, de-duplicating and splitting labelled comments; batching them for training."""
+from __future__ import annotations
+
+import csv
+import random
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+
+from .config import UserError, read_json, require
+
+TASKS = ("binary", "multilabel", "multiclass")
+SPLITS = ("train", "val", "test")
+
+
+# --------------------------------------------------------------------------- reading and cleaning
+def read_csv(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(
+            f"data file {path} not found: put your CSV there or set data.path in params.yaml "
+            "(`make data` fetches the default HateSpeech.csv)")
+    try:
+        # utf-8-sig strips a BOM; strict decoding so a Latin-1/UTF-16 file is rejected, not garbled.
+        return pd.read_csv(path, encoding="utf-8-sig", encoding_errors="strict", dtype=str,
+                           keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty: it needs a header row and labelled rows") from None
+    except (pd.errors.ParserError, csv.Error) as err:
+        raise UserError(f"{path} is not a well-formed CSV: {str(err).strip().splitlines()[-1]}") from None
+
+
+def clean_text(text: str) -> str:
+    """NFC-normalise (Bangla has several code-point spellings of the same glyphs) and collapse whitespace."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def _as_int_labels(series: pd.Series, column: str) -> pd.Series:
+    values = pd.to_numeric(series.str.strip(), errors="coerce")
+    bad = series[values.isna() | (values != values.round())]
+    if len(bad):
+        shown = ", ".join(repr(v) for v in bad.unique()[:5])
+        raise UserError(f"label column {column!r} has non-integer values ({shown}) in {len(bad)} rows")
+    return values.astype(int)
+
+
+def infer_task(df: pd.DataFrame, label_columns: list[str], task: str = "auto") -> str:
+    if task != "auto":
+        return task
+    if len(label_columns) > 1:
+        return "multilabel"
+    values = set(_as_int_labels(df[label_columns[0]], label_columns[0]).unique())
+    if values <= {0, 1}:
+        return "binary"
+    if len(values) >= 3 and min(values) >= 0:
+        return "multiclass"
+    raise UserError(f"label column {label_columns[0]!r} has values {sorted(values)}: binary labels must be 0/1; "
+                    "for a multi-class column set data.task: multiclass")
+
+
+def load_labelled(path, text_column: str, label_columns: list[str], task: str = "auto",
+                  drop_empty: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Read the CSV, validate it and return (frame with `text` + label columns, meta)."""
+    df = read_csv(path)
+    require(len(df) > 0, f"{path} has a header but no rows")
+    missing = [c for c in [text_column, *label_columns] if c not in df.columns]
+    require(not missing, f"{path} has no column(s) {missing}; its columns are {list(df.columns)} "
+                         "(set data.text_column / data.label_columns in params.yaml)")
+    for column in label_columns:
+        empty = df[column].isna().sum()
+        require(empty == 0, f"label column {column!r} is empty in {empty} rows")
+
+    texts = df[text_column].fillna("").map(clean_text)
+    empty_rows = np.flatnonzero(texts.eq("").to_numpy())
+    stats = {"rows_read": len(df), "empty_texts_dropped": 0}
+    if len(empty_rows):
+        require(drop_empty, f"{len(empty_rows)} rows have an empty or NaN text (first at data row "
+                            f"{empty_rows[0] + 1}); remove them or set data.drop_empty: true")
+        stats["empty_texts_dropped"] = int(len(empty_rows))
+
+    task = infer_task(df, label_columns, task)
+    out = pd.DataFrame({"text": texts})
+    if task == "multiclass":
+        raw = df[label_columns[0]].str.strip()
+        numeric = pd.to_numeric(raw, errors="coerce")
+        classes = sorted(numeric.astype(int).unique()) if numeric.notna().all() else sorted(raw.unique())
+        keys = numeric.astype(int) if numeric.notna().all() else raw
+        out["label"] = keys.map({c: i for i, c in enumerate(classes)}).astype(int)
+        label_names = [str(c) for c in classes]
+        target_columns = ["label"]
+    else:
+        for column in label_columns:
+            values = _as_int_labels(df[column], column)
+            bad = sorted(set(values.unique()) - {0, 1})
+            require(not bad, f"label column {column!r} has values {bad}; {task} labels must be 0/1")
+            out[column] = values
+        label_names = list(label_columns)
+        target_columns = list(label_columns)
+    out = out[out["text"] != ""].reset_index(drop=True)
+    meta = {"task": task, "label_names": label_names, "target_columns": target_columns,
+            "num_labels": 1 if task == "binary" else len(label_names)}
+    return out, {**meta, **stats}
+
+
+def deduplicate(df: pd.DataFrame, target_columns: list[str], task: str) -> tuple[pd.DataFrame, dict]:
+    """Keep one row per exact text. Conflicting labels: majority vote; a tie goes to the positive
+    label (binary/multi-label: a missed hateful comment costs more than a false alarm) or, for
+    multi-class, to the lowest class id."""
+    groups = df.groupby("text", sort=False)[target_columns]
+    sizes = groups.size()
+    nunique = groups.nunique().max(axis=1)
+    if task == "multiclass":
+        resolved = groups["label"].agg(lambda s: s.value_counts().sort_index().idxmax()).to_frame()
+    else:
+        resolved = (groups.mean() >= 0.5).astype(int)
+    out = resolved.reset_index()[["text", *target_columns]]
+    stats = {"duplicate_rows_removed": int(len(df) - len(out)),
+             "duplicate_texts": int((sizes > 1).sum()),
+             "conflicting_duplicate_texts": int((nunique > 1).sum())}
+    return out, stats
+
+
+# --------------------------------------------------------------------------- splitting
+def _check_stratifiable(y: np.ndarray, names: list[str], min_count: int) -> None:
+    for j, name in enumerate(names):
+        count = int(y[:, j].sum())
+        require(count >= min_count and len(y) - count >= min_count,
+                f"label {name!r} has {count} positive and {len(y) - count} negative rows; at least {min_count} "
+                "of each are needed to stratify into train/val/test (add data, drop the label, or raise "
+                "data.val_size/data.test_size)")
+
+
+def iterative_stratify(y: np.ndarray, fractions: list[float], seed: int) -> np.ndarray:
+    """Sechidis et al. (2011) iterative stratification: returns a fold id per row for multi-label y."""
+    rng = np.random.default_rng(seed)
+    n, k = y.shape
+    desired = np.array(fractions, dtype=float) * n
+    desired_per_label = np.outer(fractions, y.sum(axis=0)).astype(float)
+    fold = np.full(n, -1)
+    remaining = np.ones(n, dtype=bool)
+    while remaining.any():
+        counts = y[remaining].sum(axis=0)
+        if counts.sum() == 0:  # rows with no positive label: fill folds by remaining capacity
+            for i in rng.permutation(np.flatnonzero(remaining)):
+                f = int(np.argmax(desired + rng.random(len(desired)) * 1e-9))
+                fold[i] = f
+                desired[f] -= 1
+            break
+        label = int(np.argmin(np.where(counts > 0, counts, np.inf)))
+        for i in rng.permutation(np.flatnonzero(remaining & (y[:, label] == 1))):
+            want = desired_per_label[:, label]
+            best = np.flatnonzero(want == want.max())
+            if len(best) > 1:
+                best = best[desired[best] == desired[best].max()]
+            f = int(rng.choice(best))
+            fold[i] = f
+            remaining[i] = False
+            desired[f] -= 1
+            desired_per_label[f] -= y[i]
+    return fold
+
+
+def split(df: pd.DataFrame, meta: dict, val_size: float, test_size: float, seed: int) -> dict[str, pd.DataFrame]:
+    task, targets = meta["task"], meta["target_columns"]
+    min_count = int(np.ceil(1 / min(val_size, test_size)))
+    if task == "multiclass":
+        onehot = np.eye(len(meta["label_names"]), dtype=int)[df["label"].to_numpy()]
+        for j, name in enumerate(meta["label_names"]):
+            require(onehot[:, j].sum() >= min_count,
+                    f"class {name!r} has {onehot[:, j].sum()} rows; at least {min_count} are needed to stratify "
+                    "into train/val/test (add data or merge the class)")
+    else:
+        _check_stratifiable(df[targets].to_numpy(), meta["label_names"], min_count)
+    if task == "multilabel":
+        fold = iterative_stratify(df[targets].to_numpy(), [1 - val_size - test_size, val_size, test_size], seed)
+        parts = [df[fold == f] for f in range(3)]
+    else:
+        strat = df[targets[0]]
+        train, rest = train_test_split(df, test_size=val_size + test_size, stratify=strat, random_state=seed)
+        val, test = train_test_split(rest, test_size=test_size / (val_size + test_size),
+                                     stratify=rest[targets[0]], random_state=seed)
+        parts = [train, val, test]
+    return {name: part.reset_index(drop=True) for name, part in zip(SPLITS, parts)}
+
+
+def split_metrics(splits: dict[str, pd.DataFrame], meta: dict) -> dict:
+    out = {}
+    for name, part in splits.items():
+        row = {"rows": len(part)}
+        if meta["task"] == "multiclass":
+            counts = part["label"].value_counts()
+            row.update({f"label_{n}": int(counts.get(i, 0)) for i, n in enumerate(meta["label_names"])})
+        else:
+            row.update({f"positive_{c}": int(part[c].sum()) for c in meta["target_columns"]})
+        out[name] = row
+    return out
+
+
+# --------------------------------------------------------------------------- loading prepared splits
+def load_split(prepared_dir: str | Path, name: str) -> tuple[list[str], np.ndarray, dict]:
+    """Texts, targets (float [n, L] for binary/multi-label, int [n] for multi-class) and meta."""
+    prepared_dir = Path(prepared_dir)
+    meta = read_json(prepared_dir / "meta.json")
+    path = prepared_dir / f"{name}.csv"
+    require(path.exists(), f"{path} not found: run the prepare stage first (dvc repro prepare)")
+    df = pd.read_csv(path, encoding="utf-8", dtype={"text": str}, keep_default_na=False)
+    return df["text"].tolist(), targets_of(df, meta), meta
+
+
+def targets_of(df: pd.DataFrame, meta: dict) -> np.ndarray:
+    if meta["task"] == "multiclass":
+        return df["label"].to_numpy(dtype=np.int64)
+    return df[meta["target_columns"]].to_numpy(dtype=np.float32)
+
+
+def class_weights(y: np.ndarray, task: str) -> torch.Tensor:
+    """pos_weight (neg/pos per label) for the sigmoid tasks; inverse frequency for multi-class."""
+    if task == "multiclass":
+        counts = np.bincount(y, minlength=int(y.max()) + 1).astype(float)
+        return torch.tensor(len(y) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+    pos = y.sum(axis=0)
+    return torch.tensor((len(y) - pos) / np.maximum(pos, 1), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- batching
+class Encoded(torch.utils.data.Dataset):
+    """Token ids per text (no padding), its target, and its index (to look up cached teacher logits)."""
+
+    def __init__(self, tokenizer, texts: list[str], targets: np.ndarray | None, max_length: int):
+        self.input_ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        self.targets = targets
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    def __getitem__(self, i):
+        return i
+
+    def collate(self, indices: list[int]) -> dict:
+        """Dynamic padding: pad to the longest sequence in this batch only."""
+        longest = max(len(self.input_ids[i]) for i in indices)
+        ids = torch.full((len(indices), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(indices), longest), dtype=torch.long)
+        for row, i in enumerate(indices):
+            seq = self.input_ids[i]
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        batch = {"input_ids": ids, "attention_mask": mask, "index": torch.tensor(indices)}
+        if self.targets is not None:
+            batch["labels"] = torch.as_tensor(self.targets[indices])
+        return batch
+
+
+class LengthBucketSampler(torch.utils.data.Sampler):
+    """Shuffled batches of similar-length sequences: little padding, still random order per epoch."""
+
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0, bucket: int = 50):
+        self.lengths, self.batch_size, self.shuffle, self.seed, self.bucket = lengths, batch_size, shuffle, seed, bucket
+        self.epoch = 0
+
+    def __iter__(self):
+        order = list(range(len(self.lengths)))
+        if not self.shuffle:
+            order.sort(key=lambda i: self.lengths[i])
+            yield from (order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size))
+            return
+        rng = random.Random(self.seed + self.epoch)
+        self.epoch += 1
+        rng.shuffle(order)
+        chunk = self.batch_size * self.bucket
+        batches = []
+        for start in range(0, len(order), chunk):
+            block = sorted(order[start: start + chunk], key=lambda i: self.lengths[i])
+            batches += [block[i: i + self.batch_size] for i in range(0, len(block), self.batch_size)]
+        rng.shuffle(batches)
+        yield from batches
+
+    def __len__(self):
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+def make_loader(dataset: Encoded, batch_size: int, shuffle: bool, seed: int = 0):
+    sampler = LengthBucketSampler([len(x) for x in dataset.input_ids], batch_size, shuffle, seed)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate)

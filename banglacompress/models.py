@@ -1,0 +1,153 @@
+"""Building models (from scratch with a trained WordPiece tokenizer, or from the hub / a local path),
+and saving / loading model directories with their tokenizer, labels and thresholds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerFast
+
+from .config import UserError, require
+
+transformers.utils.logging.disable_progress_bar()
+transformers.utils.logging.set_verbosity_error()
+
+INFERENCE_FILE = "inference.json"
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+# --------------------------------------------------------------------------- from-scratch architectures
+def _bert(a):
+    return dict(model_type="bert", hidden_size=a["hidden"], num_hidden_layers=a["layers"],
+                num_attention_heads=a["heads"], intermediate_size=a["ffn"])
+
+
+def _electra(a):
+    return dict(model_type="electra", embedding_size=a.get("embedding", a["hidden"]), hidden_size=a["hidden"],
+                num_hidden_layers=a["layers"], num_attention_heads=a["heads"], intermediate_size=a["ffn"])
+
+
+def _distilbert(a):
+    return dict(model_type="distilbert", dim=a["hidden"], n_layers=a["layers"], n_heads=a["heads"],
+                hidden_dim=a["ffn"])
+
+
+def _roberta(a):
+    # XLM-R-shaped: position ids are offset by padding_idx + 1, so two extra positions are needed.
+    return dict(model_type="xlm-roberta", hidden_size=a["hidden"], num_hidden_layers=a["layers"],
+                num_attention_heads=a["heads"], intermediate_size=a["ffn"], pad_token_id=0,
+                bos_token_id=2, eos_token_id=3, max_position_embeddings=a["max_length"] + 2)
+
+
+SCRATCH_FAMILIES = {"bert": _bert, "electra": _electra, "distilbert": _distilbert, "xlm-roberta": _roberta}
+ARCH_KEYS = ("family", "layers", "hidden", "heads", "ffn", "vocab_size")
+
+
+def train_wordpiece(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
+    """WordPiece on the training texts. No lower-casing or accent stripping: both would delete
+    Bangla vowel signs (they are combining marks)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length)
+
+
+def label_config(meta: dict) -> dict:
+    names = meta["label_names"] if meta["task"] != "binary" else meta["label_names"][:1]
+    return dict(num_labels=meta["num_labels"], id2label=dict(enumerate(names)),
+                label2id={n: i for i, n in enumerate(names)},
+                problem_type="single_label_classification" if meta["task"] == "multiclass"
+                else "multi_label_classification")
+
+
+def check_arch(name: str, arch: dict) -> None:
+    missing = [k for k in ARCH_KEYS if k not in arch]
+    require(not missing, f"{name}.scratch is missing {missing}")
+    require(arch["family"] in SCRATCH_FAMILIES,
+            f"{name}.scratch.family={arch['family']!r} is not supported; choose one of {list(SCRATCH_FAMILIES)}")
+    require(arch["hidden"] % arch["heads"] == 0,
+            f"{name}.scratch.hidden={arch['hidden']} must be divisible by heads={arch['heads']}")
+
+
+def build_scratch(arch: dict, meta: dict, train_texts: list[str], max_length: int, dropout: float = 0.1):
+    tokenizer = train_wordpiece(train_texts, arch["vocab_size"], max_length)
+    shape = SCRATCH_FAMILIES[arch["family"]]({**arch, "max_length": max_length})
+    model_type = shape.pop("model_type")
+    shape.setdefault("max_position_embeddings", max_length)
+    dropout_keys = ("dropout", "attention_dropout") if model_type == "distilbert" else (
+        "hidden_dropout_prob", "attention_probs_dropout_prob")
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                  **{k: dropout for k in dropout_keys}, **{**shape, **label_config(meta)})
+    model = AutoModelForSequenceClassification.from_config(config)
+    return model, tokenizer
+
+
+def load_pretrained(name_or_path: str, meta: dict, max_length: int):
+    """Hub id or local directory; a fresh classification head sized for this task."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, ignore_mismatched_sizes=True, **label_config(meta))
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"cannot load model {name_or_path!r}: {first} (offline? use a local path, or "
+                        "model: scratch)") from None
+    tokenizer.model_max_length = max_length
+    return model, tokenizer
+
+
+def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_length: int):
+    """`cfg` is a params group with `model` ("scratch", a hub id or a path) and `scratch` (architecture)."""
+    source = cfg.get("model", "scratch")
+    if source == "scratch":
+        check_arch(group, cfg.get("scratch") or {})
+        return build_scratch(cfg["scratch"], meta, train_texts, max_length, cfg.get("dropout", 0.1))
+    return load_pretrained(source, meta, max_length)
+
+
+# --------------------------------------------------------------------------- model directories
+def save_model_dir(path: str | Path, model, tokenizer, info: dict) -> None:
+    """HF model + tokenizer + inference.json (task, label names, thresholds, max_length)."""
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / INFERENCE_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_model_dir(path: str | Path, *, attn_implementation: str | None = None):
+    """FP32 model directory -> (model in eval mode, tokenizer, inference info)."""
+    path = Path(path)
+    require((path / INFERENCE_FILE).exists(), f"{path} is not a model directory from this pipeline "
+                                              f"(no {INFERENCE_FILE}); run the stage that writes it")
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    info = json.loads((path / INFERENCE_FILE).read_text(encoding="utf-8"))
+    return model, tokenizer, info
+
+
+def encoder_linears(model) -> dict[str, torch.nn.Linear]:
+    """The Linear layers inside the transformer blocks: what pruning and KD layer maps act on.
+    Embeddings, pooler and the classification head are excluded."""
+    base = getattr(model, model.base_model_prefix)
+    prefix = model.base_model_prefix
+    return {f"{prefix}.{name}": module for name, module in base.named_modules()
+            if isinstance(module, torch.nn.Linear) and ("layer." in name or "layers." in name)}
+
+
+def count_params(model) -> dict:
+    total = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
+    return {"params": total, "nonzero_params": nonzero, "non_embedding_params": total - embedding}

@@ -1,0 +1,167 @@
+"""One training loop for every stage that trains (teacher, student, pruning fine-tune), run through
+accelerate so the same stage runs on CPU, one GPU with mixed precision, or `accelerate launch`."""
+from __future__ import annotations
+
+import copy
+import os
+import random
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+from .data import Encoded, make_loader
+from .scoring import decide, macro_f1, probabilities
+
+SCHEDULERS = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def progress(iterable, **kwargs):
+    """tqdm that is silent under CI (CI=true) and when stderr is not a terminal."""
+    disable = True if os.environ.get("CI") else None
+    return tqdm(iterable, disable=disable, leave=False, file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+# --------------------------------------------------------------------------- losses on labels
+def hard_loss(task: str, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None):
+    """BCE-with-logits (pos_weight) for binary and multi-label; weighted cross-entropy for multi-class."""
+    if task == "multiclass":
+        return F.cross_entropy(logits, labels, weight=None if weights is None else weights.to(logits.device))
+    pos_weight = None if weights is None else weights.to(logits.device)
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
+
+
+def label_loss(task: str, weights: torch.Tensor | None):
+    """loss_fn(model, batch) for plain supervised training."""
+
+    def loss_fn(model, batch):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return hard_loss(task, logits, batch["labels"], weights)
+
+    return loss_fn
+
+
+# --------------------------------------------------------------------------- inference
+@torch.no_grad()
+def predict_logits(model, dataset: Encoded, batch_size: int = 64, desc: str = "predict") -> np.ndarray:
+    """Logits in the dataset's order (batches are formed by length for speed, then put back)."""
+    model.eval()
+    device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    out = [None] * len(dataset)
+    for batch in progress(make_loader(dataset, batch_size, shuffle=False), desc=desc):
+        logits = model(input_ids=batch["input_ids"].to(device),
+                       attention_mask=batch["attention_mask"].to(device)).logits.float().cpu().numpy()
+        for i, row in zip(batch["index"].tolist(), logits):
+            out[i] = row
+    return np.stack(out)
+
+
+# --------------------------------------------------------------------------- the loop
+def fit(model, train_set: Encoded, val_set: Encoded, val_targets: np.ndarray, *, task: str, loss_fn: Callable,
+        epochs: int, batch_size: int, lr: float, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
+        grad_clip: float = 1.0, patience: int = 2, scheduler: str = "linear", seed: int = 42,
+        extra_modules: tuple = (), after_step: Callable | None = None, live=None, desc: str = "train",
+        select_best: bool = True) -> dict:
+    """AdamW + warm-up schedule + clipping; early stopping on validation macro-F1 that restores the
+    best epoch. `loss_fn(model, batch)` returns the loss (labels, KD, ...); `after_step(model)` runs
+    after every optimizer step (pruning masks). Returns the history; `model` holds the best weights."""
+    seed_everything(seed)
+    accelerator = Accelerator()
+    trainable = [p for m in (model, *extra_modules) for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    loader = make_loader(train_set, batch_size, shuffle=True, seed=seed)
+    total = max(1, epochs * len(loader))
+    schedule = SCHEDULERS[scheduler](optimizer, int(warmup_ratio * total), total)
+    model, optimizer, loader, schedule, *extra = accelerator.prepare(model, optimizer, loader, schedule,
+                                                                    *extra_modules)
+    best = {"macro_f1": -1.0, "epoch": -1, "state": None}
+    history, stale = [], 0
+    for epoch in range(epochs):
+        model.train()
+        for m in extra:
+            m.train()
+        start, losses = time.perf_counter(), []
+        for batch in progress(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}"):
+            loss = loss_fn(model, batch)
+            accelerator.backward(loss)
+            if grad_clip:
+                accelerator.clip_grad_norm_(trainable, grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            if after_step is not None:
+                after_step(accelerator.unwrap_model(model))
+            losses.append(loss.item())
+        unwrapped = accelerator.unwrap_model(model)
+        val_logits = predict_logits(unwrapped, val_set, desc=f"{desc} val")
+        val_f1 = macro_f1(task, val_targets, decide(task, probabilities(task, val_logits)))
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_macro_f1": val_f1,
+               "seconds": time.perf_counter() - start}
+        history.append(row)
+        print(f"[{desc}] epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f} val macro-F1 {val_f1:.4f} "
+              f"({row['seconds']:.0f}s)", file=sys.stderr)
+        if live is not None:
+            live.log_metric("train/loss", row["train_loss"])
+            live.log_metric("val/macro_f1", val_f1)
+            live.next_step()
+        if val_f1 > best["macro_f1"]:
+            best = {"macro_f1": val_f1, "epoch": epoch + 1, "state": copy.deepcopy(unwrapped.state_dict())}
+            stale = 0
+        else:
+            stale += 1
+            if patience and stale >= patience:
+                print(f"[{desc}] early stop: no val macro-F1 gain for {patience} epochs", file=sys.stderr)
+                break
+    model = accelerator.unwrap_model(model)
+    if select_best and best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    return {"best_epoch": best["epoch"], "best_val_macro_f1": best["macro_f1"], "epochs_run": len(history),
+            "history": history}
+
+
+# --------------------------------------------------------------------------- shared stage steps
+FIT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "grad_clip", "patience", "scheduler")
+
+
+def fit_options(cfg: dict, epochs_key: str = "epochs") -> dict:
+    """The training knobs of a params group, with the group's own name for the epoch count."""
+    opts = {k: cfg[k] for k in FIT_KEYS if k in cfg and k != "epochs"}
+    opts["epochs"] = cfg[epochs_key]
+    return opts
+
+
+def check_fit_options(group: str, cfg: dict, epochs_key: str = "epochs") -> None:
+    from .config import check_choice, check_range
+    check_range(f"{group}.{epochs_key}", cfg[epochs_key], 0, 1000)
+    check_range(f"{group}.lr", cfg["lr"], 1e-8, 1.0)
+    check_range(f"{group}.batch_size", cfg["batch_size"], 1, 65536)
+    if "scheduler" in cfg:
+        check_choice(f"{group}.scheduler", cfg["scheduler"], SCHEDULERS)
+
+
+def tune_thresholds_and_save(path, model, tokenizer, meta: dict, val_set: Encoded, y_val: np.ndarray,
+                             max_length: int, extra: dict | None = None) -> dict:
+    """Choose decision thresholds on validation (never on test) and save the model directory."""
+    from .models import save_model_dir
+    from .scoring import tune_thresholds
+
+    probs = probabilities(meta["task"], predict_logits(model, val_set, desc="val"))
+    thresholds = tune_thresholds(meta["task"], y_val, probs)
+    val_f1 = macro_f1(meta["task"], y_val, decide(meta["task"], probs, thresholds))
+    info = {"task": meta["task"], "label_names": meta["label_names"], "thresholds": thresholds,
+            "max_length": max_length, **(extra or {})}
+    save_model_dir(path, model, tokenizer, info)
+    return {"thresholds": thresholds, "val_macro_f1_tuned": val_f1}
