@@ -92,7 +92,7 @@ def count_stored_params(model) -> dict:
         for p in module.parameters(recurse=False):
             total += p.numel()
             nonzero += int((p != 0).sum())
-        if type(module).__module__.startswith("torch.ao.nn.quantized"):
+        if hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
             w = module.weight()
             q = w.int_repr() if w.is_quantized else w
             total += q.numel()

@@ -1,0 +1,47 @@
+"""evaluate: every stage's saved artifact on the held-out test split, sizes, and interleaved latency."""
+import _path  # noqa: F401
+import numpy as np
+
+from banglacompress.config import atomic_output, load_params, log_config, stage_main, write_json
+from banglacompress.data import load_split
+from banglacompress.evaluate import add_ratios, markdown_table, measure_speed, stage_row, test_scores
+from banglacompress.quantize import load_artifact
+from banglacompress.scoring import agreement
+
+STAGES = {"teacher": "models/teacher", "student": "models/student", "pruned": "models/pruned",
+          "quantized": "models/quantized"}
+
+
+@stage_main
+def main():
+    params = load_params()
+    cfg, max_length, seed = params["evaluate"], params["data"]["max_length"], params["seed"]
+    log_config("evaluate", cfg)
+    texts, y_test, meta = load_split("data/prepared", "test")
+
+    models, tokenizers, rows, predictions = {}, {}, {}, {}
+    for stage, path in STAGES.items():
+        model, tokenizer, info = load_artifact(path)
+        metrics, predictions[stage] = test_scores(model, tokenizer, info, texts, y_test, max_length)
+        rows[stage] = stage_row(stage, model, metrics, path)
+        models[stage], tokenizers[stage] = model, tokenizer
+        print(f"[evaluate] {stage}: test macro-F1 {metrics['macro_f1']:.4f}")
+
+    rng = np.random.default_rng(seed)
+    sample = [texts[i] for i in rng.choice(len(texts), min(cfg["latency_samples"], len(texts)), replace=False)]
+    speed = measure_speed(models, tokenizers, sample, max_length, threads=cfg["threads"],
+                          batch_size=cfg["batch_size"])
+    for stage in rows:
+        rows[stage].update(speed[stage])
+    add_ratios(rows, predictions, meta["task"])
+    rows["quantized"]["agreement_with_fp32"] = agreement(meta["task"], predictions["pruned"], predictions["quantized"])
+
+    write_json("metrics/summary.json", {"task": meta["task"], "test_rows": len(texts), "threads": cfg["threads"],
+                                        "latency_samples": len(sample), "stages": rows})
+    with atomic_output("metrics/summary.md", is_dir=False) as tmp:
+        tmp.write_text(markdown_table(rows), encoding="utf-8")
+    print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()

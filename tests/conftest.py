@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny synthetic Bangla-like data, tiny model params, and a scratch repo copy."""
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+NEUTRAL = ["আমি", "তুমি", "ভালো", "বই", "খেলা", "গান", "আজ", "কাল", "বাড়ি", "স্কুল", "নদী", "আকাশ", "ভাত", "মাছ"]
+MARKERS = {"hate": ["ঘৃণা", "খারাপ", "মার"], "sexual": ["অশ্লীল", "নোংরা"], "religious": ["ধর্ম", "কাফের"],
+           "neutral": ["ঠিক", "আছে"], "positive": ["চমৎকার", "সুন্দর"], "negative": ["বাজে", "দুঃখ"]}
+
+TINY_ARCH = {"family": "bert", "layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "vocab_size": 300}
+
+
+def _sentence(rng, markers):
+    words = rng.choices(NEUTRAL, k=rng.randint(3, 9)) + list(markers)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def synthetic_frame(task: str = "binary", n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Comments whose labels are carried by marker words, so a tiny model can learn them."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        if task == "binary":
+            y = rng.random() < 0.5
+            rows.append({"Comments": _sentence(rng, [rng.choice(MARKERS["hate"])] if y else []), "HateSpeech": int(y)})
+        elif task == "multilabel":
+            labels = {k: int(rng.random() < 0.3) for k in ("hate", "sexual", "religious")}
+            markers = [rng.choice(MARKERS[k]) for k, v in labels.items() if v]
+            rows.append({"comment": _sentence(rng, markers), **labels})
+        else:
+            y = rng.randrange(3)
+            rows.append({"Data": _sentence(rng, [rng.choice(MARKERS[["neutral", "positive", "negative"][y]])]),
+                         "Label": y})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def binary_csv(tmp_path):
+    path = tmp_path / "binary.csv"
+    synthetic_frame("binary").to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    if not SHARED_DATA.exists():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
+
+
+def tiny_params(data_path, **data_overrides) -> dict:
+    """params.yaml with the repo's structure but models small enough to train in seconds."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(path=str(data_path), **data_overrides)
+    params["teacher"].update(scratch=dict(TINY_ARCH, layers=2, hidden=48, ffn=96), epochs=3, lr=0.003, patience=0)
+    params["student"].update(scratch=dict(TINY_ARCH))
+    params["distill"].update(epochs=3, lr=0.003, patience=0, min_teacher_margin=0.0)
+    params["prune"].update(fine_tune_epochs=1, lr=0.001)
+    params["evaluate"].update(latency_samples=20)
+    return params
+
+
+def venv_env() -> dict:
+    """Environment whose `python` is this interpreter (dvc.yaml commands call `python`)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["CI"] = "true"
+    return env
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A throw-away copy of the project (code, dvc.yaml, params) to run stages and DVC in."""
+    dest = tmp_path / "repo"
+    dest.mkdir()
+    for item in ("stages", "banglacompress", "dvc.yaml", "params.yaml", ".gitignore"):
+        src = ROOT / item
+        if src.is_dir():
+            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / item)
+    return dest
+
+
+def write_params(repo_dir: Path, params: dict) -> None:
+    (repo_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+
+
+def run_stage(repo_dir: Path, stage: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo_dir, env=venv_env(),
+                          capture_output=True, text=True, timeout=timeout)

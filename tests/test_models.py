@@ -1,0 +1,56 @@
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from banglacompress.config import UserError
+from banglacompress.models import SCRATCH_FAMILIES, build_model, encoder_linears, load_model_dir, save_model_dir
+from conftest import TINY_ARCH, synthetic_frame
+
+META = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1, "target_columns": ["HateSpeech"]}
+TEXTS = synthetic_frame("binary", n=200).Comments.tolist()
+
+
+@pytest.mark.parametrize("family", SCRATCH_FAMILIES)
+def test_scratch_model_round_trips_with_auto_classes(tmp_path, family):
+    model, tok = build_model("teacher", {"model": "scratch", "scratch": dict(TINY_ARCH, family=family)},
+                             META, TEXTS, max_length=32)
+    save_model_dir(tmp_path, model, tok, {"task": "binary", "label_names": ["HateSpeech"], "thresholds": [0.5]})
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    batch = tok2(TEXTS[:4], padding=True, return_tensors="pt")
+    assert tok2(TEXTS[0])["input_ids"] == tok(TEXTS[0])["input_ids"]
+    assert torch.allclose(model.eval()(**batch).logits, reloaded(**batch).logits, atol=1e-6)
+    assert reloaded.config.num_labels == 1
+    assert encoder_linears(reloaded), "no encoder Linear layers found"
+    assert not any("classifier" in n or "embeddings" in n for n in encoder_linears(reloaded))
+
+
+def test_tokenizer_keeps_bangla_vowel_signs():
+    _, tok = build_model("teacher", {"model": "scratch", "scratch": TINY_ARCH}, META, TEXTS, max_length=32)
+    text = "কিছু খারাপ"
+    assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True).replace(" ##", "").replace(" ", "") \
+        == text.replace(" ", "") or tok.unk_token_id not in tok(text)["input_ids"][1:-1]
+
+
+def test_hub_path_with_local_save_pretrained_model(tmp_path):
+    """The hub code path (AutoModel.from_pretrained on a name/path), exercised offline."""
+    _, tok = build_model("teacher", {"model": "scratch", "scratch": TINY_ARCH}, META, TEXTS, max_length=32)
+    base = BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                                                    num_attention_heads=2, intermediate_size=64, num_labels=7))
+    base.save_pretrained(tmp_path / "hub")
+    tok.save_pretrained(tmp_path / "hub")
+    meta = {"task": "multilabel", "label_names": ["a", "b", "c"], "num_labels": 3}
+    model, tok2 = build_model("teacher", {"model": str(tmp_path / "hub")}, meta, TEXTS, max_length=32)
+    assert model.config.num_labels == 3 and model.config.problem_type == "multi_label_classification"
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, base.bert.embeddings.word_embeddings.weight)
+    assert tok2.model_max_length == 32
+
+
+def test_missing_hub_model_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="cannot load model"):
+        build_model("teacher", {"model": str(tmp_path / "nope")}, META, TEXTS, max_length=32)
+
+
+def test_load_model_dir_rejects_foreign_directory(tmp_path):
+    with pytest.raises(UserError, match="not a model directory"):
+        load_model_dir(tmp_path)

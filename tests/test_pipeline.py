@@ -1,0 +1,52 @@
+"""The DVC pipeline end to end on a small share of real data (synthetic when ../shared is absent)."""
+import json
+import subprocess
+
+import yaml
+
+from conftest import SHARED_DATA, synthetic_frame, tiny_params, venv_env, write_params
+
+STAGES = ["prepare", "train_teacher", "distill", "prune", "quantize", "evaluate"]
+
+
+def _run(args, cwd):
+    result = subprocess.run(args, cwd=cwd, env=venv_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def test_dvc_repro_smoke_and_caching(repo, tmp_path):
+    real = SHARED_DATA / "hatespeech_binary.csv"
+    if real.exists():
+        data, overrides = real, {"fraction": 0.08}
+    else:
+        data, overrides = tmp_path / "synthetic.csv", {}
+        synthetic_frame("binary", n=1200).to_csv(data, index=False)
+    write_params(repo, tiny_params(data, **overrides))
+    _run(["git", "init", "-q"], repo)
+    _run(["dvc", "init", "-q"], repo)
+
+    out = _run(["dvc", "repro"], repo)
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in out
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert set(summary["stages"]) == {"teacher", "student", "pruned", "quantized"}
+    for row in summary["stages"].values():
+        for key in ("macro_f1", "size_bytes", "gzip_bytes", "params", "nonzero_params", "latency_ms_p50",
+                    "latency_ms_p95", "speedup", "compression"):
+            assert isinstance(row[key], (int, float)) and row[key] > 0, (row["stage"], key)
+    assert summary["stages"]["teacher"]["speedup"] == 1.0
+    pruned = summary["stages"]["pruned"]
+    assert pruned["nonzero_params"] < summary["stages"]["student"]["nonzero_params"]
+    assert json.loads((repo / "metrics" / "prune.json").read_text())["sparsity"] == \
+        __import__("pytest").approx(0.5, abs=0.01)
+    assert (repo / "models" / "teacher" / "inference.json").exists()
+
+    again = _run(["dvc", "repro"], repo)
+    assert "Running stage" not in again
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["distill"]["alpha"] = 0.5
+    write_params(repo, params)
+    status = json.loads(_run(["dvc", "status", "--json"], repo))
+    assert set(status) == {"distill", "prune", "quantize", "evaluate"}, status

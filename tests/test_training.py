@@ -1,0 +1,86 @@
+import numpy as np
+import torch
+
+from banglacompress.data import Encoded, class_weights
+from banglacompress.distill import check_teacher, logit_kd, soft_logit_loss
+from banglacompress.models import build_model
+from banglacompress.scoring import decide, macro_f1, probabilities, tune_thresholds
+from banglacompress.train import fit, label_loss, predict_logits
+from conftest import TINY_ARCH, synthetic_frame
+
+import pytest
+
+
+def _task_data(task, n=400):
+    frame = synthetic_frame(task, n=n, seed=1)
+    text_col = {"binary": "Comments", "multilabel": "comment", "multiclass": "Data"}[task]
+    labels = {"binary": ["HateSpeech"], "multilabel": ["hate", "sexual", "religious"], "multiclass": ["Label"]}[task]
+    texts = frame[text_col].tolist()
+    y = frame["Label"].to_numpy() if task == "multiclass" else frame[labels].to_numpy(np.float32)
+    names = ["0", "1", "2"] if task == "multiclass" else labels
+    meta = {"task": task, "label_names": names, "num_labels": 1 if task == "binary" else 3}
+    return texts, y, meta
+
+
+@pytest.mark.parametrize("task", ["binary", "multilabel", "multiclass"])
+def test_fit_learns_and_restores_best_epoch(task):
+    texts, y, meta = _task_data(task, n=700)
+    model, tok = build_model("t", {"model": "scratch", "scratch": TINY_ARCH}, meta, texts, 32)
+    train, val = Encoded(tok, texts[:500], y[:500], 32), Encoded(tok, texts[500:], None, 32)
+    result = fit(model, train, val, y[500:], task=task, loss_fn=label_loss(task, class_weights(y[:500], task)),
+                 epochs=6, batch_size=16, lr=0.005, patience=0)
+    f1s = [h["val_macro_f1"] for h in result["history"]]
+    assert result["best_val_macro_f1"] == max(f1s) > 0.8
+    pred = decide(task, probabilities(task, predict_logits(model, val)))
+    assert macro_f1(task, y[500:], pred) == pytest.approx(max(f1s))  # the best epoch's weights are back
+
+
+def test_thresholds_are_tuned_per_label():
+    rng = np.random.default_rng(0)
+    y = (rng.random((500, 2)) < 0.3).astype(np.float32)
+    probs = np.clip(y * 0.35 + rng.random((500, 2)) * 0.3, 0, 1)  # positives sit in 0.35-0.65
+    t = tune_thresholds("multilabel", y, probs)
+    assert len(t) == 2 and all(0.3 <= x <= 0.4 for x in t)
+    assert macro_f1("multilabel", y, decide("multilabel", probs, t)) > macro_f1("multilabel", y, decide("multilabel", probs))
+
+
+@pytest.mark.parametrize("task,shape", [("binary", (8, 1)), ("multilabel", (8, 3)), ("multiclass", (8, 3))])
+def test_soft_loss_is_zero_at_match_and_decreases(task, shape):
+    torch.manual_seed(0)
+    teacher = torch.randn(shape) * 3
+    assert soft_logit_loss(task, teacher.clone(), teacher, 4.0).abs() < 1e-6
+    student = torch.zeros(shape, requires_grad=True)
+    opt = torch.optim.SGD([student], lr=1.0)
+    losses = []
+    for _ in range(20):
+        loss = soft_logit_loss(task, student, teacher, 2.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
+
+
+def test_logit_kd_uses_cached_teacher_rows_by_index():
+    texts, y, meta = _task_data("binary", n=60)
+    model, tok = build_model("s", {"model": "scratch", "scratch": TINY_ARCH}, meta, texts, 32)
+    ds = Encoded(tok, texts, y, 32)
+    batch = ds.collate([5, 7])
+    teacher = torch.zeros(60, 1)
+    teacher[5], teacher[7] = 10.0, -10.0
+    pure_kd = logit_kd("binary", teacher, alpha=1.0, temperature=1.0)(model, batch)
+    with torch.no_grad():
+        s = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert pure_kd.item() == pytest.approx(soft_logit_loss("binary", s, teacher[[5, 7]], 1.0).item(), rel=1e-5)
+    pure_kd.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_teacher_check_rejects_chance_teacher():
+    from banglacompress.config import UserError
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 1)) < 0.5).astype(np.float32)
+    with pytest.raises(UserError, match="majority-class baseline"):
+        check_teacher("binary", np.zeros((200, 1)), y, y, [0.5], margin=0.02)
+    good = check_teacher("binary", (y - 0.5) * 4, y, y, [0.5], margin=0.02)
+    assert good["teacher_val_macro_f1"] == 1.0
