@@ -165,3 +165,16 @@ def tune_thresholds_and_save(path, model, tokenizer, meta: dict, val_set: Encode
             "max_length": max_length, **(extra or {})}
     save_model_dir(path, model, tokenizer, info)
     return {"thresholds": thresholds, "val_macro_f1_tuned": val_f1}
+
+
+def open_live(directory: str):
+    """dvclive logger for one stage, in its own directory; dvc.yaml declares the plots (dvcyaml=False)."""
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    from .config import UserError
+    try:
+        return Live(directory, dvcyaml=False, save_dvc_exp=False)
+    except SCMError as err:
+        raise UserError(f"dvclive cannot read the git repository ({err}): make a first commit "
+                        "(git add -A && git commit) before running the pipeline") from None

@@ -1,11 +1,10 @@
 """train_teacher: fine-tune (or train from scratch) the teacher on the train split; select on val."""
 import _path  # noqa: F401
-from dvclive import Live
 
 from banglacompress.config import atomic_output, load_params, log_config, stage_main, write_json
 from banglacompress.data import Encoded, class_weights, load_split
 from banglacompress.models import build_model, count_params
-from banglacompress.train import check_fit_options, fit, fit_options, label_loss, seed_everything, \
+from banglacompress.train import check_fit_options, fit, fit_options, label_loss, open_live, seed_everything, \
     tune_thresholds_and_save
 
 
@@ -24,7 +23,7 @@ def main():
     val_set = Encoded(tokenizer, val_texts, None, max_length)
     weights = class_weights(y_train, meta["task"]) if cfg.get("class_weights", True) else None
 
-    with Live("plots/train_teacher", dvcyaml=False, save_dvc_exp=False) as live:
+    with open_live("plots/train_teacher") as live:
         result = fit(model, train_set, val_set, y_val, task=meta["task"], loss_fn=label_loss(meta["task"], weights),
                      seed=seed, live=live, desc="teacher", **fit_options(cfg))
     with atomic_output("models/teacher") as out:
