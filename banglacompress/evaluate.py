@@ -28,11 +28,17 @@ def artifact_size(path: str | Path) -> dict:
     return {"size_bytes": raw, "gzip_bytes": packed}
 
 
-def test_scores(model, tokenizer, info: dict, texts, y_true, max_length: int) -> tuple[dict, np.ndarray]:
+def score_split(model, tokenizer, info: dict, texts, y_true, max_length: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Metrics, decisions (with the artifact's own thresholds) and probabilities on the given split."""
     dataset = Encoded(tokenizer, texts, None, max_length)
     probs = probabilities(info["task"], predict_logits(model, dataset, desc="test"))
     metrics = classification_metrics(info["task"], info["label_names"], y_true, probs, info.get("thresholds"))
-    return metrics, decide(info["task"], probs, info.get("thresholds"))
+    return metrics, decide(info["task"], probs, info.get("thresholds")), probs
+
+
+def test_scores(model, tokenizer, info: dict, texts, y_true, max_length: int) -> tuple[dict, np.ndarray]:
+    """Metrics and decisions on the given split."""
+    return score_split(model, tokenizer, info, texts, y_true, max_length)[:2]
 
 
 def _single_inputs(tokenizer, texts, max_length):
@@ -107,3 +113,47 @@ def markdown_table(rows: dict) -> str:
                          else f"{v:.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- plots for `dvc plots`
+def _thin(rows: list[dict], most: int = 200) -> list[dict]:
+    step = max(1, len(rows) // most)
+    return rows[::step] + ([rows[-1]] if (len(rows) - 1) % step else [])
+
+
+def curve_plots(task: str, label_names: list[str], y_true: np.ndarray, probs: np.ndarray, pred: np.ndarray) -> dict:
+    """ROC, precision-recall and confusion rows per label (one-vs-rest per class for multi-class),
+    as {kind: {label: rows}} for DVC's simple / confusion templates."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    if task == "multiclass":
+        columns = [(n, (y_true == j).astype(int), probs[:, j]) for j, n in enumerate(label_names)]
+        confusion = {"all": [{"actual": label_names[a], "predicted": label_names[p]} for a, p in zip(y_true, pred)]}
+    else:
+        columns = [(n, y_true[:, j].astype(int), probs[:, j]) for j, n in enumerate(label_names[: probs.shape[1]])]
+        confusion = {n: [{"actual": int(a), "predicted": int(p)} for a, p in zip(y_true[:, j], pred[:, j])]
+                     for j, n in enumerate(label_names[: probs.shape[1]])}
+    out = {"roc": {}, "precision_recall": {}, "confusion": confusion}
+    for name, y, score in columns:
+        if y.min() == y.max():
+            continue
+        fpr, tpr, _ = roc_curve(y, score)
+        precision, recall, _ = precision_recall_curve(y, score)
+        out["roc"][name] = _thin([{"fpr": float(a), "tpr": float(b)} for a, b in zip(fpr, tpr)])
+        out["precision_recall"][name] = _thin([{"recall": float(r), "precision": float(p)}
+                                               for r, p in zip(recall, precision)])
+    return out
+
+
+def write_plots(directory, per_stage: dict, rows: dict) -> None:
+    """plots/evaluate/{roc,precision_recall,confusion}/<stage>_<label>.json and tradeoff.json."""
+    import json
+    directory = Path(directory)
+    for stage, kinds in per_stage.items():
+        for kind, by_label in kinds.items():
+            (directory / kind).mkdir(parents=True, exist_ok=True)
+            for label, data in by_label.items():
+                (directory / kind / f"{stage}_{label}.json").write_text(json.dumps(data), encoding="utf-8")
+    tradeoff = [{"stage": r["stage"], "macro_f1": r["macro_f1"], "size_mb": r["size_bytes"] / 1e6,
+                 "latency_ms_p50": r["latency_ms_p50"]} for r in rows.values()]
+    (directory / "tradeoff.json").write_text(json.dumps(tradeoff, indent=1), encoding="utf-8")

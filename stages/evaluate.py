@@ -4,7 +4,8 @@ import numpy as np
 
 from banglacompress.config import atomic_output, load_params, log_config, stage_main, write_json
 from banglacompress.data import load_split
-from banglacompress.evaluate import add_ratios, markdown_table, measure_speed, stage_row, test_scores
+from banglacompress.evaluate import (add_ratios, curve_plots, markdown_table, measure_speed, stage_row, score_split,
+                                     write_plots)
 from banglacompress.quantize import load_artifact
 from banglacompress.scoring import agreement
 
@@ -19,10 +20,11 @@ def main():
     log_config("evaluate", cfg)
     texts, y_test, meta = load_split("data/prepared", "test")
 
-    models, tokenizers, rows, predictions = {}, {}, {}, {}
+    models, tokenizers, rows, predictions, plots = {}, {}, {}, {}, {}
     for stage, path in STAGES.items():
         model, tokenizer, info = load_artifact(path)
-        metrics, predictions[stage] = test_scores(model, tokenizer, info, texts, y_test, max_length)
+        metrics, predictions[stage], probs = score_split(model, tokenizer, info, texts, y_test, max_length)
+        plots[stage] = curve_plots(meta["task"], meta["label_names"], y_test, probs, predictions[stage])
         rows[stage] = stage_row(stage, model, metrics, path)
         models[stage], tokenizers[stage] = model, tokenizer
         print(f"[evaluate] {stage}: test macro-F1 {metrics['macro_f1']:.4f}")
@@ -38,6 +40,8 @@ def main():
 
     write_json("metrics/summary.json", {"task": meta["task"], "test_rows": len(texts), "threads": cfg["threads"],
                                         "latency_samples": len(sample), "stages": rows})
+    with atomic_output("plots/evaluate") as out:
+        write_plots(out, plots, rows)
     with atomic_output("metrics/summary.md", is_dir=False) as tmp:
         tmp.write_text(markdown_table(rows), encoding="utf-8")
     print(markdown_table(rows))
