@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup data repro test clean
+.PHONY: setup data repro test report clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -24,3 +24,9 @@ test: setup
 
 clean:
 	rm -rf data/prepared models
+
+# Markdown review report: metrics, params and plots diff against BASE (a git revision).
+BASE ?= HEAD
+report: setup
+	$(PY) scripts/report.py $(BASE) > report.md
+	@echo "wrote report.md (against $(BASE))"
