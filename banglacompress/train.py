@@ -35,22 +35,57 @@ def progress(iterable, **kwargs):
 
 
 # --------------------------------------------------------------------------- losses on labels
-def hard_loss(task: str, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None):
+def _per_example(task, logits, labels, weights):
+    if task == "multiclass":
+        w = None if weights is None else weights.to(logits.device)
+        return F.cross_entropy(logits, labels, weight=w, reduction="none")
+    pos_weight = None if weights is None else weights.to(logits.device)
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight, reduction="none")
+
+
+def cross_entropy_loss(task, logits, labels, weights=None, **_):
     """BCE-with-logits (pos_weight) for binary and multi-label; weighted cross-entropy for multi-class."""
     if task == "multiclass":
         return F.cross_entropy(logits, labels, weight=None if weights is None else weights.to(logits.device))
-    pos_weight = None if weights is None else weights.to(logits.device)
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
+    return _per_example(task, logits, labels, weights).mean()
 
 
-def label_loss(task: str, weights: torch.Tensor | None):
+def focal_loss(task, logits, labels, weights=None, gamma: float = 2.0):
+    """Lin et al. (2017): down-weights easy examples by (1 - p_true)^gamma."""
+    ce = _per_example(task, logits, labels, weights)
+    if task == "multiclass":
+        p_true = torch.softmax(logits, -1).gather(1, labels[:, None]).squeeze(1)
+    else:
+        p = torch.sigmoid(logits)
+        y = labels.to(logits.dtype)
+        p_true = p * y + (1 - p) * (1 - y)
+    return ((1 - p_true) ** gamma * ce).mean()
+
+
+# `bce` and `ce` are the predecessor's names; both mean "the right cross-entropy for the task".
+LOSSES = {"auto": cross_entropy_loss, "bce": cross_entropy_loss, "ce": cross_entropy_loss, "focal": focal_loss}
+
+
+def hard_loss(task: str, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
+              loss: str = "auto", gamma: float = 2.0):
+    """The supervised loss on labels, by name (see LOSSES)."""
+    return LOSSES[loss](task, logits, labels, weights, gamma=gamma)
+
+
+def label_loss(task: str, weights: torch.Tensor | None, loss: str = "auto", gamma: float = 2.0):
     """loss_fn(model, batch) for plain supervised training."""
 
     def loss_fn(model, batch):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return hard_loss(task, logits, batch["labels"], weights)
+        return hard_loss(task, logits, batch["labels"], weights, loss, gamma)
 
     return loss_fn
+
+
+def freeze_base(model) -> None:
+    """Feature extraction (baseline_v4): the encoder is frozen; only the classification head trains."""
+    for p in getattr(model, model.base_model_prefix).parameters():
+        p.requires_grad = False
 
 
 # --------------------------------------------------------------------------- inference
@@ -178,3 +213,35 @@ def open_live(directory: str):
     except SCMError as err:
         raise UserError(f"dvclive cannot read the git repository ({err}): make a first commit "
                         "(git add -A && git commit) before running the pipeline") from None
+
+
+def fold_ids(task: str, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Stratified fold id per training row (iterative stratification for multi-label)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from .data import iterative_stratify
+    if task == "multilabel":
+        return iterative_stratify(y.astype(int), [1 / folds] * folds, seed)
+    labels = y if task == "multiclass" else y[:, 0]
+    ids = np.empty(len(y), dtype=int)
+    for f, (_, held_out) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
+        ids[held_out] = f
+    return ids
+
+
+def cross_validate(build: Callable, texts: list[str], y: np.ndarray, *, task: str, folds: int, seed: int,
+                   max_length: int, make_loss: Callable, **fit_kwargs) -> dict:
+    """k-fold CV inside the training split only: a report (mean ± std of held-out-fold macro-F1),
+    not a selection; the final model is trained on the whole training split afterwards."""
+    ids = fold_ids(task, y, folds, seed)
+    scores = []
+    for f in range(folds):
+        train_rows, held_rows = np.flatnonzero(ids != f), np.flatnonzero(ids == f)
+        model, tokenizer = build([texts[i] for i in train_rows])
+        train_set = Encoded(tokenizer, [texts[i] for i in train_rows], y[train_rows], max_length)
+        held_set = Encoded(tokenizer, [texts[i] for i in held_rows], None, max_length)
+        result = fit(model, train_set, held_set, y[held_rows], task=task, loss_fn=make_loss(y[train_rows]),
+                     seed=seed, desc=f"fold {f + 1}/{folds}", **fit_kwargs)
+        scores.append(result["best_val_macro_f1"])
+    return {"cv_folds": folds, "cv_macro_f1_mean": float(np.mean(scores)), "cv_macro_f1_std": float(np.std(scores)),
+            "cv_macro_f1_per_fold": scores}
