@@ -1,11 +1,25 @@
-"""Knowledge distillation: teacher sanity check, cached teacher logits, and KD losses behind a registry."""
+"""Knowledge distillation: teacher sanity check, cached teacher logits, and KD losses behind a registry.
+
+Every method trains the student on
+
+    loss = (1 - alpha) * hard + alpha * soft_logit + hidden_weight * hidden + attention_weight * attention
+
+where `hard` is the label loss, `soft_logit` the temperature-scaled logit loss against the teacher
+(T^2 * KL; the Bernoulli form for binary and multi-label), `hidden` the masked MSE between projected
+student hidden states and the mapped teacher layers, and `attention` the masked MSE (or KL) between
+attention maps. `logit` uses the first two terms, `hidden` adds the hidden term, `attention` the
+attention term, `multi_level` both."""
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .config import require
+from .config import check_choice, check_range, require
 from .scoring import decide, macro_f1, probabilities
 from .train import hard_loss
 
@@ -33,7 +47,7 @@ def check_teacher(task: str, val_logits: np.ndarray, y_val: np.ndarray, y_train:
     return {"teacher_val_macro_f1": teacher_f1, "majority_val_macro_f1": baseline}
 
 
-# --------------------------------------------------------------------------- soft losses
+# --------------------------------------------------------------------------- soft logit losses
 def soft_logit_loss(task: str, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 * KL(teacher/T || student/T). Multi-class: softmax KL. Binary and multi-label: the
     Bernoulli KL of each sigmoid output (the sigmoid form), averaged over labels."""
@@ -54,21 +68,302 @@ def mse_logit_loss(task: str, student: torch.Tensor, teacher: torch.Tensor, temp
 SOFT_LOSSES = {"kl": soft_logit_loss, "mse": mse_logit_loss}
 
 
-def logit_kd(task: str, teacher_logits: torch.Tensor, *, alpha: float, temperature: float,
-             class_weights: torch.Tensor | None = None, soft_loss: str = "kl"):
-    """loss = alpha * soft(student, teacher) + (1 - alpha) * hard(student, labels).
+# --------------------------------------------------------------------------- layer maps and projections
+def n_layers(model) -> int:
+    return model.config.num_hidden_layers  # DistilBERT maps this name to n_layers
+
+
+def uniform_layer_map(n_student: int, n_teacher: int) -> list[int]:
+    """Student block i (0-based) -> teacher block round((i + 1) * Lt / Ls) - 1: evenly spaced, and the
+    student's last block always meets the teacher's last (the one the classifier reads)."""
+    return [int(round((i + 1) * n_teacher / n_student)) - 1 for i in range(n_student)]
+
+
+def resolve_layer_map(layer_map, n_student: int, n_teacher: int) -> list[int]:
+    """distill.layer_map (null: uniform) checked against both depths."""
+    if layer_map is None:
+        return uniform_layer_map(n_student, n_teacher)
+    ok = (isinstance(layer_map, (list, tuple)) and len(layer_map) == n_student
+          and all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < n_teacher for t in layer_map))
+    require(ok, f"distill.layer_map={layer_map!r} must list one teacher block (0..{n_teacher - 1}) for each of the "
+                f"student's {n_student} blocks (student block i -> teacher block layer_map[i]), or be null")
+    return list(layer_map)
+
+
+def make_projections(student, teacher, layer_map: list[int]) -> nn.ModuleList:
+    """One learned Linear (student width -> teacher width) per matched layer, trained with the student;
+    Identity where the widths agree. (The predecessor pooled the features instead: nothing learned.)"""
+    ds, dt = student.config.hidden_size, teacher.config.hidden_size
+    return nn.ModuleList(nn.Linear(ds, dt) if ds != dt else nn.Identity() for _ in layer_map)
+
+
+# --------------------------------------------------------------------------- feature losses (padding masked)
+def masked_hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE over real tokens only: [B, T, D] pairs, mask [B, T]; the mean is over real tokens x D, so
+    adding padding changes nothing."""
+    m = mask.to(student.dtype).unsqueeze(-1)
+    return ((student - teacher.to(student.dtype)) ** 2 * m).sum() / (m.sum() * student.shape[-1]).clamp_min(1.0)
+
+
+def _pair_mask(mask: torch.Tensor, dtype) -> torch.Tensor:
+    """[B, 1, T, T]: 1 where both the query and the key are real tokens."""
+    m = mask.to(dtype)
+    return m[:, None, :, None] * m[:, None, None, :]
+
+
+def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    pair = _pair_mask(mask, student.dtype)
+    diff = (student - teacher) ** 2 * pair
+    return diff.sum() / (pair.sum() * student.shape[1]).clamp_min(1.0)
+
+
+def attention_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """KL(teacher row || student row) for every real query over its real keys, averaged over queries."""
+    pair = _pair_mask(mask, student.dtype)
+    kl_rows = (teacher * (teacher.clamp_min(eps).log() - student.clamp_min(eps).log()) * pair).sum(-1)
+    queries = pair[..., 0]  # [B, 1, T]: the real query rows
+    return (kl_rows * queries).sum() / (queries.sum() * student.shape[1]).clamp_min(1.0)
+
+
+ATTENTION_LOSSES = {"mse": attention_mse, "kl": attention_kl}
+
+
+def match_heads(student: torch.Tensor, teacher: torch.Tensor):
+    """Maps are [B, H, T, T]; where head counts differ there is no head-to-head pairing, so both are
+    averaged over heads."""
+    if student.shape[1] != teacher.shape[1]:
+        return student.mean(1, keepdim=True), teacher.mean(1, keepdim=True)
+    return student, teacher
+
+
+# --------------------------------------------------------------------------- the teacher side of feature KD
+@dataclass
+class FeatureKD:
+    """What hidden / attention KD needs besides the cached logits: the teacher, run per batch without
+    gradients on ITS OWN token ids (rows looked up by index in `teacher_set`, the train texts encoded with
+    the teacher's tokenizer), the layer map and the student->teacher projections."""
+    teacher: nn.Module
+    teacher_set: object
+    layer_map: list[int]
+    projections: nn.ModuleList
+    attention_loss: str = "kl"
+
+    @torch.no_grad()
+    def teacher_outputs(self, batch: dict, device, hidden: bool, attentions: bool):
+        tb = self.teacher_set.collate(batch["index"].tolist())
+        mask = tb["attention_mask"].to(device)
+        # Identical tokenization was checked up front; a differing mask here would misalign positions.
+        require(torch.equal(mask, batch["attention_mask"].to(device)),
+                "teacher and student token positions differ within a batch: feature KD needs one tokenization")
+        if next(self.teacher.parameters()).device != torch.device(device):
+            self.teacher.to(device)
+        self.teacher.eval()
+        return self.teacher(input_ids=tb["input_ids"].to(device), attention_mask=mask,
+                            output_hidden_states=hidden, output_attentions=attentions)
+
+
+def hidden_term(kd: FeatureKD, student_out, teacher_out, mask: torch.Tensor) -> torch.Tensor:
+    """hidden_states[0] is the embedding output, so block i is at index i + 1 in both models."""
+    losses = [masked_hidden_mse(proj(student_out.hidden_states[i + 1]), teacher_out.hidden_states[t + 1], mask)
+              for i, (t, proj) in enumerate(zip(kd.layer_map, kd.projections))]
+    return torch.stack(losses).mean()
+
+
+def attention_term(kd: FeatureKD, student_out, teacher_out, mask: torch.Tensor) -> torch.Tensor:
+    """Attention probabilities of student block i vs teacher block layer_map[i] (eager attention)."""
+    loss = ATTENTION_LOSSES[kd.attention_loss]
+    losses = []
+    for i, t in enumerate(kd.layer_map):
+        s = student_out.attentions[i]
+        losses.append(loss(*match_heads(s, teacher_out.attentions[t].to(s.dtype)), mask))
+    return torch.stack(losses).mean()
+
+
+FEATURE_TERMS = {"hidden": hidden_term, "attention": attention_term}
+
+
+# --------------------------------------------------------------------------- KD methods (the registry)
+def combined_kd(task: str, teacher_logits: torch.Tensor, *, alpha: float, temperature: float,
+                class_weights: torch.Tensor | None = None, soft_loss: str = "kl", features: FeatureKD | None = None,
+                weights: dict | None = None, **_):
+    """loss_fn(model, batch) for (1 - alpha) * hard + alpha * soft_logit + sum(weights[t] * term t).
 
     `teacher_logits` holds the teacher's logits for every training row, computed once with the
-    teacher's own tokenizer; rows are looked up by the batch's `index`."""
+    teacher's own tokenizer; rows are looked up by the batch's `index`. Feature terms with weight 0
+    are dropped, so they cost no teacher forward."""
     soft = SOFT_LOSSES[soft_loss]
+    weights = {name: w for name, w in (weights or {}).items() if w}
+    require(not weights or features is not None, "hidden / attention KD needs the teacher's features (FeatureKD)")
 
     def loss_fn(model, batch):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        target = teacher_logits[batch["index"].cpu()].to(logits.device)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    output_hidden_states="hidden" in weights, output_attentions="attention" in weights)
+        logits = out.logits
         loss = (1 - alpha) * hard_loss(task, logits, batch["labels"], class_weights) if alpha < 1 else 0.0
-        return loss + alpha * soft(task, logits, target, temperature) if alpha > 0 else loss
+        if alpha > 0:
+            target = teacher_logits[batch["index"].cpu()].to(logits.device)
+            loss = loss + alpha * soft(task, logits, target, temperature)
+        if weights:
+            teacher_out = features.teacher_outputs(batch, logits.device, "hidden" in weights, "attention" in weights)
+            mask = batch["attention_mask"]
+            for name, w in weights.items():
+                loss = loss + w * FEATURE_TERMS[name](features, out, teacher_out, mask)
+        return loss
 
     return loss_fn
 
 
-KD_METHODS = {"logit": logit_kd}
+def logit_kd(task: str, teacher_logits: torch.Tensor, *, alpha: float, temperature: float,
+             class_weights: torch.Tensor | None = None, soft_loss: str = "kl", **_):
+    """loss = alpha * soft(student, teacher) + (1 - alpha) * hard(student, labels); works across tokenizers."""
+    return combined_kd(task, teacher_logits, alpha=alpha, temperature=temperature, class_weights=class_weights,
+                       soft_loss=soft_loss)
+
+
+def hidden_kd(task, teacher_logits, *, features: FeatureKD, hidden_weight: float = 0.3, **logit_opts):
+    """logit KD + hidden_weight * masked MSE(projection(student block i), teacher block layer_map[i])."""
+    return combined_kd(task, teacher_logits, features=features, weights={"hidden": hidden_weight}, **logit_opts)
+
+
+def attention_kd(task, teacher_logits, *, features: FeatureKD, attention_weight: float = 0.2, **logit_opts):
+    """logit KD + attention_weight * masked MSE/KL between attention maps of the mapped blocks."""
+    return combined_kd(task, teacher_logits, features=features, weights={"attention": attention_weight},
+                       **logit_opts)
+
+
+def multi_level_kd(task, teacher_logits, *, features: FeatureKD, hidden_weight: float = 0.3,
+                   attention_weight: float = 0.2, **logit_opts):
+    """logit + hidden + attention KD, each with its weight."""
+    return combined_kd(task, teacher_logits, features=features,
+                       weights={"hidden": hidden_weight, "attention": attention_weight}, **logit_opts)
+
+
+KD_METHODS = {"logit": logit_kd, "hidden": hidden_kd, "attention": attention_kd, "multi_level": multi_level_kd}
+# Which teacher features each method reads (decides eager attention, projections, the tokenizer check).
+METHOD_FEATURES = {"logit": (), "hidden": ("hidden",), "attention": ("attention",),
+                   "multi_level": ("hidden", "attention")}
+
+
+# --------------------------------------------------------------------------- tokenization check
+def check_same_tokenization(method: str, teacher_ids: list, student_ids: list) -> None:
+    """Hidden and attention KD compare the two models position by position, so both must see the very
+    same tokens. (The predecessor fed one model's ids to the other and matched misaligned tokens.)"""
+    differ = sum(a != b for a, b in zip(teacher_ids, student_ids)) + abs(len(teacher_ids) - len(student_ids))
+    require(differ == 0,
+            f"distill.method={method} matches hidden states / attention maps token by token, but the teacher's and "
+            f"the student's tokenizers give different token ids on {differ} of {len(teacher_ids)} training texts. "
+            "Use distill.method=logit (it works across tokenizers), or give the student the teacher's tokenizer "
+            "(student.model: from_teacher, or student.tokenizer: teacher for a scratch student)")
+
+
+# --------------------------------------------------------------------------- params and setup
+# KL by default: attention probabilities are ~1/T each, so their squared differences are ~1e-3 and an MSE
+# term at attention_weight 0.2 carries almost no signal next to the label loss; a row KL is O(0.1-1).
+DEFAULT_ATTENTION_LOSS = "kl"
+
+
+def check_distill_params(cfg: dict) -> None:
+    check_choice("distill.method", cfg["method"], KD_METHODS)
+    check_choice("distill.soft_loss", cfg.get("soft_loss", "kl"), SOFT_LOSSES)
+    check_choice("distill.attention_loss", cfg.get("attention_loss", DEFAULT_ATTENTION_LOSS), ATTENTION_LOSSES)
+    check_range("distill.alpha", cfg["alpha"], 0.0, 1.0)
+    check_range("distill.temperature", cfg["temperature"], 1e-3, 100.0)
+    check_range("distill.hidden_weight", cfg.get("hidden_weight", 0.3), 0.0, 1e3)
+    check_range("distill.attention_weight", cfg.get("attention_weight", 0.2), 0.0, 1e3)
+
+
+def kd_settings(cfg: dict) -> dict:
+    """The KD knobs as recorded in metrics/distill.json."""
+    return {"method": cfg["method"], "alpha": cfg["alpha"], "temperature": cfg["temperature"],
+            "soft_loss": cfg.get("soft_loss", "kl"), "hidden_weight": cfg.get("hidden_weight", 0.3),
+            "attention_weight": cfg.get("attention_weight", 0.2),
+            "attention_loss": cfg.get("attention_loss", DEFAULT_ATTENTION_LOSS), "layer_map": cfg.get("layer_map")}
+
+
+def build_kd(cfg: dict, task: str, teacher_logits: torch.Tensor, *, teacher=None, teacher_set=None, student=None,
+             student_set=None, class_weights=None):
+    """The loss for distill.method, plus the extra modules fit() must train with the student
+    (the projections) and what was resolved (layer map). Feature methods switch both models to eager
+    attention where maps are needed (sdpa returns none) and check the tokenizations match."""
+    method, needs = cfg["method"], METHOD_FEATURES[cfg["method"]]
+    settings = kd_settings(cfg)
+    opts = dict(alpha=cfg["alpha"], temperature=cfg["temperature"], class_weights=class_weights,
+                soft_loss=settings["soft_loss"], hidden_weight=settings["hidden_weight"],
+                attention_weight=settings["attention_weight"])
+    if not needs:
+        return KD_METHODS[method](task, teacher_logits, **opts), (), settings
+    check_same_tokenization(method, teacher_set.input_ids, student_set.input_ids)
+    if "attention" in needs:
+        for model in (teacher, student):
+            model.set_attn_implementation("eager")
+    teacher.requires_grad_(False)
+    layer_map = resolve_layer_map(cfg.get("layer_map"), n_layers(student), n_layers(teacher))
+    # Attention maps are [T, T] whatever the width: only the hidden term needs projections.
+    projections = make_projections(student, teacher, layer_map) if "hidden" in needs else nn.ModuleList()
+    features = FeatureKD(teacher, teacher_set, layer_map, projections, settings["attention_loss"])
+    extra = (projections,) if any(True for _ in projections.parameters()) else ()
+    settings = {**settings, "layer_map": layer_map,
+                "projection_params": sum(p.numel() for p in projections.parameters())}
+    return KD_METHODS[method](task, teacher_logits, features=features, **opts), extra, settings
+
+
+# --------------------------------------------------------------------------- student starts
+def copied_layers(n_teacher: int, n_student: int) -> list[int]:
+    """Every k-th teacher block (k = Lt / Ls), starting at the first: 12 -> 6 gives 0, 2, 4, 6, 8, 10."""
+    return [int(i * n_teacher / n_student) for i in range(n_student)]
+
+
+def student_from_teacher(teacher, n_student: int | None = None):
+    """DistilBERT-style start: the teacher's config (dropout included) with fewer blocks, its embeddings,
+    pooler and head copied, and block i initialised from teacher block copied_layers()[i].
+    Returns (model, layers copied)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from .models import PRUNED_SHAPES_KEY, encoder_blocks
+
+    n_teacher = n_layers(teacher)
+    n_student = max(1, n_teacher // 2) if n_student is None else n_student
+    require(isinstance(n_student, int) and 1 <= n_student <= n_teacher,
+            f"student.from_teacher_layers={n_student!r} must be an integer in [1, {n_teacher}] (the teacher's depth)")
+    require(not getattr(teacher.config, PRUNED_SHAPES_KEY, None),
+            "student.model=from_teacher needs an unpruned teacher (its blocks have uneven shapes)")
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = n_student
+    student = AutoModelForSequenceClassification.from_config(config)
+    block_names = {n for n, _ in student.named_parameters() if ".layer." in n}
+    shared = {k: v for k, v in teacher.state_dict().items() if k in student.state_dict() and k not in block_names}
+    student.load_state_dict(shared, strict=False)
+    layers = copied_layers(n_teacher, n_student)
+    for block, t in zip(encoder_blocks(student), layers):
+        block.load_state_dict(encoder_blocks(teacher)[t].state_dict())
+    return student, layers
+
+
+def build_student(cfg: dict, meta: dict, train_texts: list[str], max_length: int, teacher, teacher_tok):
+    """student.model: "from_teacher" (shallower copy of the teacher, its tokenizer), "scratch" (own WordPiece,
+    or the teacher's with student.tokenizer: teacher), or a hub id / local path. Returns (model, tokenizer, info)."""
+    source = cfg.get("model", "scratch")
+    return STUDENT_STARTS.get(source, _student_built)(cfg, meta, train_texts, max_length, teacher, teacher_tok)
+
+
+def _student_from_teacher(cfg, meta, train_texts, max_length, teacher, teacher_tok):
+    student, layers = student_from_teacher(teacher, cfg.get("from_teacher_layers"))
+    return student, copy.deepcopy(teacher_tok), {"student_start": "from_teacher", "copied_teacher_layers": layers}
+
+
+def _student_built(cfg, meta, train_texts, max_length, teacher, teacher_tok):
+    from .models import build_model, build_scratch_with_tokenizer, check_arch
+
+    # Default "teacher": hidden / attention KD need one tokenization, and WordPiece training is not
+    # deterministic (ties), so a second WordPiece on the same texts does not reproduce the teacher's.
+    tokenizer_source = cfg.get("tokenizer", "teacher")
+    check_choice("student.tokenizer", tokenizer_source, ("own", "teacher"))
+    if cfg.get("model", "scratch") == "scratch" and tokenizer_source == "teacher":
+        check_arch("student", cfg.get("scratch") or {})
+        model = build_scratch_with_tokenizer(cfg["scratch"], meta, teacher_tok, max_length, cfg.get("dropout", 0.1))
+        return model, copy.deepcopy(teacher_tok), {"student_start": "scratch", "student_tokenizer": "teacher"}
+    model, tokenizer = build_model("student", cfg, meta, train_texts, max_length)
+    return model, tokenizer, {"student_start": cfg.get("model", "scratch"), "student_tokenizer": "own"}
+
+
+STUDENT_STARTS = {"from_teacher": _student_from_teacher}

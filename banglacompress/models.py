@@ -37,7 +37,7 @@ def _distilbert(a):
 def _roberta(a):
     # XLM-R-shaped: position ids are offset by padding_idx + 1, so two extra positions are needed.
     return dict(model_type="xlm-roberta", hidden_size=a["hidden"], num_hidden_layers=a["layers"],
-                num_attention_heads=a["heads"], intermediate_size=a["ffn"], pad_token_id=0,
+                num_attention_heads=a["heads"], intermediate_size=a["ffn"],
                 bos_token_id=2, eos_token_id=3, max_position_embeddings=a["max_length"] + 2)
 
 
@@ -82,15 +82,7 @@ def check_arch(name: str, arch: dict) -> None:
 
 def build_scratch(arch: dict, meta: dict, train_texts: list[str], max_length: int, dropout: float = 0.1):
     tokenizer = train_wordpiece(train_texts, arch["vocab_size"], max_length)
-    shape = SCRATCH_FAMILIES[arch["family"]]({**arch, "max_length": max_length})
-    model_type = shape.pop("model_type")
-    shape.setdefault("max_position_embeddings", max_length)
-    dropout_keys = ("dropout", "attention_dropout") if model_type == "distilbert" else (
-        "hidden_dropout_prob", "attention_probs_dropout_prob")
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                  **{k: dropout for k in dropout_keys}, **{**shape, **label_config(meta)})
-    model = AutoModelForSequenceClassification.from_config(config)
-    return model, tokenizer
+    return build_scratch_with_tokenizer(arch, meta, tokenizer, max_length, dropout), tokenizer
 
 
 def load_pretrained(name_or_path: str, meta: dict, max_length: int):
@@ -131,7 +123,7 @@ def load_model_dir(path: str | Path, *, attn_implementation: str | None = None):
     require((path / INFERENCE_FILE).exists(), f"{path} is not a model directory from this pipeline "
                                               f"(no {INFERENCE_FILE}); run the stage that writes it")
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs).eval()
+    model = from_pretrained_pruned(path, **kwargs).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     info = json.loads((path / INFERENCE_FILE).read_text(encoding="utf-8"))
     return model, tokenizer, info
@@ -151,3 +143,125 @@ def count_params(model) -> dict:
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
     return {"params": total, "nonzero_params": nonzero, "non_embedding_params": total - embedding}
+
+
+# --------------------------------------------------------------------------- structured-pruned shapes
+# transformers 5 has no prune_heads, so a model whose heads / FFN neurons were removed cannot be
+# rebuilt by from_pretrained: config.json keeps the nominal sizes, and `pruned_shapes` (written by
+# structured pruning) records the kept heads and FFN width of every block so the loader can shrink
+# the freshly built model before loading the weights.
+PRUNED_SHAPES_KEY = "pruned_shapes"
+
+# Where the attention projections and the FFN live inside one transformer block.
+_BLOCK_LAYOUTS = {
+    # BERT, ELECTRA, XLM-R (RoBERTa layout): the heads are sliced out of query/key/value rows and
+    # attention.output.dense columns; the FFN is intermediate.dense -> output.dense.
+    "bert": {"attention": "attention.self", "q": "attention.self.query", "k": "attention.self.key",
+             "v": "attention.self.value", "o": "attention.output.dense", "up": "intermediate.dense",
+             "down": "output.dense"},
+    "distilbert": {"attention": "attention", "q": "attention.q_lin", "k": "attention.k_lin",
+                   "v": "attention.v_lin", "o": "attention.out_lin", "up": "ffn.lin1", "down": "ffn.lin2"},
+}
+
+
+def encoder_blocks(model) -> list:
+    """The transformer blocks, in order (encoder.layer for BERT/ELECTRA/XLM-R, transformer.layer for DistilBERT)."""
+    base = getattr(model, model.base_model_prefix)
+    stack = base.encoder if hasattr(base, "encoder") else base.transformer
+    return list(stack.layer)
+
+
+def block_layout(block) -> dict:
+    return _BLOCK_LAYOUTS["distilbert" if hasattr(block, "ffn") else "bert"]
+
+
+def block_shape(block) -> dict:
+    """Heads and FFN width a block has now (read from the weights, not from the config)."""
+    parts = block_layout(block)
+    head_size = block.get_submodule(parts["attention"]).attention_head_size
+    return {"heads": block.get_submodule(parts["q"]).out_features // head_size,
+            "intermediate": block.get_submodule(parts["up"]).out_features}
+
+
+def shrink_block(block, keep_heads=None, keep_neurons=None) -> None:
+    """Physically remove attention heads / FFN neurons from one block, keeping the given indices.
+
+    Every family's attention reshapes with view(..., -1, head_size), so the number of heads follows
+    the weight shapes; the module attributes are updated too so nothing reads a stale count."""
+    from transformers.pytorch_utils import prune_linear_layer
+
+    parts = block_layout(block)
+    if keep_heads is not None:
+        attn = block.get_submodule(parts["attention"])
+        d = attn.attention_head_size
+        index = torch.cat([torch.arange(h * d, (h + 1) * d) for h in sorted(keep_heads)])
+        for key, dim in (("q", 0), ("k", 0), ("v", 0), ("o", 1)):
+            block.set_submodule(parts[key], prune_linear_layer(block.get_submodule(parts[key]), index, dim=dim))
+        for attr in ("num_attention_heads", "n_heads"):
+            if hasattr(attn, attr):
+                setattr(attn, attr, len(keep_heads))
+        if hasattr(attn, "all_head_size"):
+            attn.all_head_size = len(keep_heads) * d
+    if keep_neurons is not None:
+        index = torch.as_tensor(sorted(keep_neurons), dtype=torch.long)
+        for key, dim in (("up", 0), ("down", 1)):
+            block.set_submodule(parts[key], prune_linear_layer(block.get_submodule(parts[key]), index, dim=dim))
+
+
+def record_pruned_shapes(model) -> dict:
+    """Store every block's head count and FFN width in the config (saved in config.json)."""
+    shapes = [block_shape(b) for b in encoder_blocks(model)]
+    record = {"heads": [s["heads"] for s in shapes], "intermediate": [s["intermediate"] for s in shapes]}
+    setattr(model.config, PRUNED_SHAPES_KEY, record)
+    return record
+
+
+def apply_pruned_shapes(model):
+    """Shrink a model built from a config with `pruned_shapes` to those shapes (values are placeholders:
+    the saved weights are loaded next). No-op for an unpruned config. Returns the model."""
+    record = getattr(model.config, PRUNED_SHAPES_KEY, None)
+    if not record:
+        return model
+    blocks = encoder_blocks(model)
+    require(len(record["heads"]) == len(blocks) == len(record["intermediate"]),
+            f"config {PRUNED_SHAPES_KEY} lists {len(record['heads'])} blocks but the model has {len(blocks)}")
+    for block, heads, width in zip(blocks, record["heads"], record["intermediate"]):
+        now = block_shape(block)
+        shrink_block(block, list(range(heads)) if heads != now["heads"] else None,
+                     list(range(width)) if width != now["intermediate"] else None)
+    return model
+
+
+def from_pretrained_pruned(path: str | Path, **kwargs):
+    """AutoModelForSequenceClassification.from_pretrained that also rebuilds structured-pruned
+    shapes (config `pruned_shapes`); a plain model directory loads exactly as before."""
+    path = Path(path)
+    config = AutoConfig.from_pretrained(path)
+    if not getattr(config, PRUNED_SHAPES_KEY, None):
+        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    from safetensors.torch import load_file
+
+    model = apply_pruned_shapes(AutoModelForSequenceClassification.from_config(config, **kwargs))
+    index = path / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [
+        "model.safetensors"]
+    state = {}
+    for name in files:
+        state.update(load_file(path / name))
+    model.load_state_dict(state, strict=True)  # strict: a shape or key mismatch is an error, never a silent re-init
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- scratch model on a given tokenizer
+def build_scratch_with_tokenizer(arch: dict, meta: dict, tokenizer, max_length: int, dropout: float = 0.1):
+    """Like build_scratch, but on an existing tokenizer (the teacher's) instead of a freshly trained
+    WordPiece: hidden / attention KD need the student to see the teacher's tokens. arch's vocab_size
+    is ignored (the tokenizer decides it)."""
+    shape = SCRATCH_FAMILIES[arch["family"]]({**arch, "max_length": max_length})
+    model_type = shape.pop("model_type")
+    shape.setdefault("max_position_embeddings", max_length)
+    dropout_keys = ("dropout", "attention_dropout") if model_type == "distilbert" else (
+        "hidden_dropout_prob", "attention_probs_dropout_prob")
+    settings = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+                **{k: dropout for k in dropout_keys}, **shape, **label_config(meta)}
+    return AutoModelForSequenceClassification.from_config(AutoConfig.for_model(model_type, **settings))

@@ -1,25 +1,73 @@
 """Pruning: one function per method behind a registry, masks kept on during healing, and an
-honest sparsity count over the prunable weights only."""
+honest sparsity count over the prunable weights only.
+
+Every method returns a `Pruner`: the masks to keep on while healing (none for structured pruning,
+whose weights are physically gone), `after_step` to run after every optimizer step, the sparsity the
+model must have right now (`expected`), and `report` (achieved sparsity per layer and overall).
+
+- magnitude:  |W|, compared globally, per layer or per output row.
+- wanda:      |W_ij| * ||X_j||_2 (Sun et al. 2023), X_j the input feature j over calibration tokens
+              (padding excluded), compared within each output row; blocks pruned in order, each one
+              calibrated on the already-pruned blocks before it, as in the reference code.
+- gradual:    magnitude masks recomputed every `frequency` steps while the sparsity follows a
+              schedule (cubic: Zhu & Gupta 2017) from 0 to the target; masks applied after every step.
+- structured: whole attention heads and FFN neurons removed by importance (first-order Taylor,
+              Michel et al. 2019 / Molchanov et al. 2019, or weight norm); the matrices shrink, so
+              this is the only method that can make the model faster in dense kernels.
+"""
 from __future__ import annotations
 
+import math
+import re
+import sys
+from typing import Callable
+
+import numpy as np
 import torch
 
 from .config import require
-from .models import encoder_linears
+from .data import Encoded, make_loader
+from .models import (block_layout, block_shape, encoder_blocks, encoder_linears, record_pruned_shapes,
+                     shrink_block)
+from .train import fit, hard_loss
 
 SCOPES = ("all", "attention", "ffn")
+GRANULARITIES = ("global", "layer", "row")
+SCHEDULES = ("cubic", "linear", "exponential")
+IMPORTANCES = ("taylor", "weight")
+TOLERANCE = 0.01  # achieved sparsity must be within 1 percentage point of what the method promised
 
 
-def prunable_layers(model, scope: str = "all") -> dict[str, torch.nn.Linear]:
-    """Encoder Linear layers in scope. Embeddings, pooler and classifier are never included."""
+# --------------------------------------------------------------------------- which weights
+def head_linears(model) -> dict[str, torch.nn.Linear]:
+    """Linear layers outside the transformer blocks and the embeddings: pooler, pre-classifier, classifier."""
+    inside = set(encoder_linears(model))
+    return {n: m for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and n not in inside and "embeddings" not in n}
+
+
+def embedding_tables(model) -> dict[str, torch.nn.Embedding]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Embedding)}
+
+
+def prunable_layers(model, scope: str = "all", include_head: bool = False,
+                    include_embeddings: bool = False) -> dict[str, torch.nn.Module]:
+    """Encoder Linear layers in scope. The pooler / classifier and the embeddings are left alone
+    unless asked for (include_head / include_embeddings): they are small, and the head is what
+    turns features into the decision."""
     layers = encoder_linears(model)
     if scope == "attention":
-        return {n: m for n, m in layers.items() if "attention" in n}
-    if scope == "ffn":
-        return {n: m for n, m in layers.items() if "attention" not in n}
+        layers = {n: m for n, m in layers.items() if "attention" in n}
+    elif scope == "ffn":
+        layers = {n: m for n, m in layers.items() if "attention" not in n}
+    if include_head:
+        layers.update(head_linears(model))
+    if include_embeddings:
+        layers.update(embedding_tables(model))
     return layers
 
 
+# --------------------------------------------------------------------------- masks
 def apply_masks(model, masks: dict[str, torch.Tensor]) -> None:
     """Zero every pruned weight (call after each optimizer step so pruned weights stay zero)."""
     modules = dict(model.named_modules())
@@ -65,20 +113,400 @@ def _masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, granula
     return masks
 
 
-def magnitude(model, sparsity: float, scope: str = "all", granularity: str = "global", **_) -> dict:
-    """L1 magnitude pruning of the encoder's Linear weights."""
-    scores = {n: m.weight.detach().abs().float() for n, m in prunable_layers(model, scope).items()}
+def _magnitude_masks(layers: dict, sparsity: float, granularity: str) -> dict:
+    scores = {n: m.weight.detach().abs().float() for n, m in layers.items()}
     return _masks_from_scores(scores, sparsity, granularity)
 
 
-PRUNE_METHODS = {"magnitude": magnitude}
-GRANULARITIES = ("global", "layer", "row")
+# --------------------------------------------------------------------------- what a method returns
+class Pruner:
+    """One-shot masks: kept on after every optimizer step while healing."""
+
+    def __init__(self, names, masks: dict[str, torch.Tensor], target: float):
+        self.names, self.masks, self.target = list(names), masks, target
+
+    def after_step(self, model) -> None:
+        apply_masks(model, self.masks)
+
+    def expected(self) -> float:
+        """The sparsity the model must have now."""
+        return self.target
+
+    def report(self, model) -> dict:
+        return sparsity_report(model, self.names)
+
+    def check(self, model, when: str) -> dict:
+        """Sanity check after every step: the achieved sparsity is what was promised, and no masked
+        weight has grown back (the predecessor's masks leaked during fine-tuning)."""
+        modules = dict(model.named_modules())
+        leaked = sum(int((modules[n].weight.detach()[~m.to(modules[n].weight.device)] != 0).sum())
+                     for n, m in self.masks.items())
+        require(leaked == 0, f"{when}: {leaked} pruned weights are non-zero again: the masks leaked")
+        report = self.report(model)
+        require(abs(report["sparsity"] - self.expected()) <= TOLERANCE,
+                f"{when}: sparsity {report['sparsity']:.4f}, not the {self.expected():.4f} the method promised")
+        return report
+
+
+# --------------------------------------------------------------------------- magnitude
+def magnitude(model, sparsity: float, scope: str = "all", granularity: str = "global", include_head: bool = False,
+              include_embeddings: bool = False, **_) -> Pruner:
+    """L1 magnitude pruning of the encoder's Linear weights."""
+    layers = prunable_layers(model, scope, include_head, include_embeddings)
+    masks = _magnitude_masks(layers, sparsity, granularity)
+    apply_masks(model, masks)
+    return Pruner(layers, masks, sparsity)
+
+
+# --------------------------------------------------------------------------- wanda
+def calibration_batches(tokenizer, texts: list[str], targets, max_length: int, n: int = 512,
+                        batch_size: int = 32, seed: int = 42) -> list[dict]:
+    """`n` random training rows, tokenized with the pruned model's own tokenizer, dynamically padded."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(texts), min(n, len(texts)), replace=False))
+    dataset = Encoded(tokenizer, [texts[i] for i in rows], None if targets is None else targets[rows], max_length)
+    return list(make_loader(dataset, batch_size, shuffle=False))
+
+
+@torch.no_grad()
+def input_sq_norms(model, layers: dict[str, torch.nn.Linear], batches: list[dict]) -> dict[str, torch.Tensor]:
+    """Sum over calibration tokens of x_j^2 for every input feature j of each Linear (forward
+    pre-hooks); padding positions are left out, so the norm does not depend on how rows were padded."""
+    sums = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in layers.items()}
+    current = {}
+
+    def hook(name):
+        def fn(module, args):
+            x = args[0]
+            mask = current["mask"]
+            if x.dim() == 3 and x.shape[:2] == mask.shape:
+                x = x[mask]  # [tokens, in]: non-padding tokens only
+            sums[name] += x.detach().reshape(-1, x.shape[-1]).double().pow(2).sum(0).cpu()
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for batch in batches:
+            current["mask"] = batch["attention_mask"].to(device).bool()
+            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return sums
+
+
+def wanda_scores(weight: torch.Tensor, sq_norm: torch.Tensor) -> torch.Tensor:
+    """|W_ij| * ||X_j||_2 (weight is [out, in]; sq_norm[j] = sum of x_j^2 over calibration tokens)."""
+    return weight.detach().abs().float() * sq_norm.sqrt().float().to(weight.device).unsqueeze(0)
+
+
+_BLOCK = re.compile(r"\.(?:layer|layers)\.(\d+)\.")
+
+
+def _block_of(name: str) -> float:
+    match = _BLOCK.search(name)
+    return int(match.group(1)) if match else math.inf  # head layers come after every block
+
+
+def wanda(model, sparsity: float, scope: str = "all", calib: list | None = None, include_head: bool = False,
+          include_embeddings: bool = False, **_) -> Pruner:
+    """Wanda: per output row, prune the weights with the lowest |W_ij| * ||X_j||_2."""
+    require(bool(calib), "wanda needs calibration batches (prune.calib_samples > 0)")
+    require(not include_embeddings, "wanda scores need input activations; embedding tables have none "
+                                    "(set prune.include_embeddings: false or use magnitude)")
+    layers = prunable_layers(model, scope, include_head)
+    masks = {}
+    for block in sorted({_block_of(n) for n in layers}):
+        group = {n: m for n, m in layers.items() if _block_of(n) == block}
+        norms = input_sq_norms(model, group, calib)
+        scores = {n: wanda_scores(m.weight, norms[n]) for n, m in group.items()}
+        block_masks = _masks_from_scores(scores, sparsity, "row")
+        # Applied now, so the next block is calibrated on this block's pruned output.
+        apply_masks(model, block_masks)
+        masks.update(block_masks)
+    return Pruner(layers, masks, sparsity)
+
+
+# --------------------------------------------------------------------------- gradual
+def schedule_sparsity(step: int, target: float, start: int, end: int, schedule: str = "cubic",
+                      initial: float = 0.0) -> float:
+    """Sparsity at optimizer step `step`: `initial` up to `start`, `target` from `end` on.
+    cubic (Zhu & Gupta 2017): s_f + (s_i - s_f)(1 - p)^3, fast early while the weights are redundant;
+    linear: even steps; exponential: s_i + (s_f - s_i)(1 - e^{-5p}) / (1 - e^{-5}), faster still early."""
+    if step <= start:
+        return initial
+    if step >= end:
+        return target
+    p = (step - start) / (end - start)
+    if schedule == "cubic":
+        return target + (initial - target) * (1 - p) ** 3
+    if schedule == "linear":
+        return initial + (target - initial) * p
+    if schedule == "exponential":
+        return initial + (target - initial) * (1 - math.exp(-5 * p)) / (1 - math.exp(-5))
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+class GradualPruner(Pruner):
+    """Magnitude masks recomputed at every pruning step of the schedule; applied after every step."""
+
+    def __init__(self, layers: dict, target: float, schedule: str, start: int, end: int, frequency: int,
+                 granularity: str):
+        super().__init__(layers, {}, target)
+        self.layers, self.schedule, self.start, self.end = layers, schedule, start, end
+        self.frequency, self.granularity = frequency, granularity
+        self.step, self.current = 0, schedule_sparsity(0, target, start, end, schedule)
+
+    def is_pruning_step(self, step: int) -> bool:
+        return self.start <= step <= self.end and ((step - self.start) % self.frequency == 0 or step == self.end)
+
+    def after_step(self, model) -> None:
+        self.step += 1
+        if self.is_pruning_step(self.step):
+            self.current = schedule_sparsity(self.step, self.target, self.start, self.end, self.schedule)
+            modules = dict(model.named_modules())  # layers are looked up again: fit may wrap the model
+            self.masks = _magnitude_masks({n: modules[n] for n in self.layers}, self.current, self.granularity)
+        apply_masks(model, self.masks)
+
+    def expected(self) -> float:
+        return self.current
+
+
+def gradual(model, sparsity: float, scope: str = "all", granularity: str = "global", schedule: str = "cubic",
+            start_step: int = 0, end_step: int | None = None, frequency: int = 100, total_steps: int | None = None,
+            include_head: bool = False, include_embeddings: bool = False, **_) -> GradualPruner:
+    """Gradual magnitude pruning during fine-tuning; end_step None = the last fine-tuning step."""
+    end = end_step if end_step is not None else total_steps
+    require(end is not None and end > 0, "gradual pruning needs fine-tuning steps (prune.fine_tune_epochs >= 1)")
+    require(total_steps is None or end <= total_steps,
+            f"prune.end_step={end} is after the last fine-tuning step ({total_steps}): "
+            "the target would never be reached")
+    require(0 <= start_step < end, f"prune.start_step={start_step} must be in [0, end_step={end})")
+    require(frequency >= 1, f"prune.frequency={frequency} must be >= 1")
+    layers = prunable_layers(model, scope, include_head, include_embeddings)
+    return GradualPruner(layers, sparsity, schedule, start_step, end, frequency, granularity)
+
+
+# --------------------------------------------------------------------------- structured
+def _taylor_importance(model, calib: list[dict], task: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """|dL/d gate| per example, summed over calibration examples, for a gate of 1 on each head's
+    output and each FFN neuron (Michel et al. 2019): how much the loss moves if the unit is removed,
+    to first order. Gates are forward pre-hooks on the attention output and FFN output projections."""
+    blocks = encoder_blocks(model)
+    heads = [torch.zeros(block_shape(b)["heads"], dtype=torch.float64) for b in blocks]
+    neurons = [torch.zeros(block_shape(b)["intermediate"], dtype=torch.float64) for b in blocks]
+    gates: dict[tuple[int, str], torch.Tensor] = {}
+
+    def head_gate(i, n_heads):
+        def fn(module, args):
+            x = args[0]
+            g = torch.ones(x.shape[0], n_heads, device=x.device, requires_grad=True)
+            gates[(i, "h")] = g
+            return (x.view(*x.shape[:2], n_heads, -1) * g[:, None, :, None]).reshape(x.shape),
+        return fn
+
+    def neuron_gate(i):
+        def fn(module, args):
+            x = args[0]
+            g = torch.ones(x.shape[0], x.shape[-1], device=x.device, requires_grad=True)
+            gates[(i, "n")] = g
+            return (x * g[:, None, :]),
+        return fn
+
+    handles = []
+    for i, block in enumerate(blocks):
+        parts = block_layout(block)
+        handles.append(block.get_submodule(parts["o"]).register_forward_pre_hook(head_gate(i, len(heads[i]))))
+        handles.append(block.get_submodule(parts["down"]).register_forward_pre_hook(neuron_gate(i)))
+    was_training = model.training
+    model.eval()  # no dropout: the scores measure the model as it will run
+    device = next(model.parameters()).device
+    try:
+        for batch in calib:
+            require("labels" in batch, "taylor importance needs labelled calibration batches")
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+            loss = hard_loss(task, logits, batch["labels"].to(device)) * len(batch["input_ids"])  # per-example grads
+            keys = list(gates)
+            grads = torch.autograd.grad(loss, [gates[k] for k in keys])
+            for (i, kind), g in zip(keys, grads):
+                (heads if kind == "h" else neurons)[i] += g.detach().abs().sum(0).double().cpu()
+            gates.clear()
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return list(zip(heads, neurons))
+
+
+@torch.no_grad()
+def _weight_importance(model, *_) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """L2 norm of all the weights a head (its q/k/v rows and output-projection columns) or an FFN
+    neuron (its up row and down column) owns. Needs no data."""
+    out = []
+    for block in encoder_blocks(model):
+        parts = block_layout(block)
+        w = {k: block.get_submodule(parts[k]).weight.float() for k in ("q", "k", "v", "o", "up", "down")}
+        n_heads = block_shape(block)["heads"]
+        rows = sum(w[k].pow(2).sum(1) for k in ("q", "k", "v")) + w["o"].pow(2).sum(0)
+        heads = rows.view(n_heads, -1).sum(1).sqrt()
+        neurons = (w["up"].pow(2).sum(1) + w["down"].pow(2).sum(0)).sqrt()
+        out.append((heads.double().cpu(), neurons.double().cpu()))
+    return out
+
+
+IMPORTANCE = {"taylor": _taylor_importance, "weight": _weight_importance}
+
+
+def units_to_remove(n: int, fraction: float) -> int:
+    """round(fraction * n) (half up), keeping at least one unit so every block still works."""
+    return min(int(math.floor(fraction * n + 0.5)), n - 1)
+
+
+class StructuredPruner(Pruner):
+    """Heads and neurons are gone from the matrices: nothing to mask; sparsity is the share of the
+    prunable weights removed (dense zeros remaining are not counted as removed)."""
+
+    def __init__(self, layers_before: dict[str, int], requested: float, planned: float):
+        super().__init__(layers_before, {}, planned)
+        self.before, self.requested = layers_before, requested
+
+    def after_step(self, model) -> None:
+        pass
+
+    def report(self, model) -> dict:
+        modules = dict(model.named_modules())
+        per_layer = {n: 1 - modules[n].weight.numel() / size for n, size in self.before.items()}
+        total = sum(self.before.values())
+        kept = sum(modules[n].weight.numel() for n in self.before)
+        shapes = [block_shape(b) for b in encoder_blocks(model)]
+        return {"sparsity": (total - kept) / total, "requested_sparsity": self.requested,
+                "prunable_weights": total, "removed_weights": total - kept, "remaining_prunable_weights": kept,
+                "per_layer": per_layer, "heads_kept": [s["heads"] for s in shapes],
+                "intermediate_kept": [s["intermediate"] for s in shapes]}
+
+
+def structured(model, sparsity: float, scope: str = "all", head_sparsity: float | None = None,
+               ffn_sparsity: float | None = None, importance: str = "taylor", calib: list | None = None,
+               task: str | None = None, include_head: bool = False, include_embeddings: bool = False,
+               **_) -> StructuredPruner:
+    """Remove the least important heads and FFN neurons of every block (the same share per block,
+    so the blocks stay balanced) and shrink the matrices. The kept shapes go into the config
+    (`pruned_shapes`) so the saved model reloads with them."""
+    require(not include_head and not include_embeddings,
+            "structured pruning removes heads and FFN neurons only; set prune.include_head and "
+            "prune.include_embeddings to false")
+    require(importance in IMPORTANCE,
+            f"prune.importance={importance!r} is not supported; choose one of {list(IMPORTANCE)}")
+    require(importance != "taylor" or (calib and task), "taylor importance needs labelled calibration batches")
+    head_frac = 0.0 if scope == "ffn" else (sparsity if head_sparsity is None else head_sparsity)
+    ffn_frac = 0.0 if scope == "attention" else (sparsity if ffn_sparsity is None else ffn_sparsity)
+    layers = prunable_layers(model, scope)
+    before = {n: m.weight.numel() for n, m in layers.items()}
+    scores = IMPORTANCE[importance](model, calib, task)
+
+    attention_names = {n for n in layers if "attention" in n}
+    removed = 0.0
+    for block, (head_scores, neuron_scores) in zip(encoder_blocks(model), scores):
+        shape = block_shape(block)
+        drop_h, drop_n = units_to_remove(shape["heads"], head_frac), units_to_remove(shape["intermediate"], ffn_frac)
+        # Stable sort: among equal scores the lower index is removed first, so results are deterministic.
+        keep_h = torch.argsort(head_scores, stable=True)[drop_h:].tolist() if drop_h else None
+        keep_n = torch.argsort(neuron_scores, stable=True)[drop_n:].tolist() if drop_n else None
+        shrink_block(block, keep_h, keep_n)
+        prefix = next(n for n, m in model.named_modules() if m is block)
+        for name in layers:
+            if name.startswith(prefix + "."):
+                share = drop_h / shape["heads"] if name in attention_names else drop_n / shape["intermediate"]
+                removed += share * before[name]
+    record_pruned_shapes(model)
+    requested = (sum(before[n] * (head_frac if n in attention_names else ffn_frac) for n in before)
+                 / sum(before.values()))
+    planned = removed / sum(before.values())
+    if abs(planned - requested) > TOLERANCE:
+        print(f"[prune] structured: whole heads/neurons only, so {planned:.4f} of the prunable weights are "
+              f"removed, not the requested {requested:.4f} (heads kept per block: "
+              f"{getattr(model.config, 'pruned_shapes')['heads']})", file=sys.stderr)
+    return StructuredPruner(before, requested, planned)
+
+
+# --------------------------------------------------------------------------- registry and entry points
+PRUNE_METHODS: dict[str, Callable] = {"magnitude": magnitude, "wanda": wanda, "gradual": gradual,
+                                      "structured": structured}
+NEEDS_CALIBRATION = {"wanda": True, "structured": True}  # structured: for taylor importance
+
+
+def start_pruning(model, method: str, sparsity: float, scope: str = "all", **kwargs) -> Pruner:
+    """Run `method` and check the result (sanity check after every step)."""
+    require(method in PRUNE_METHODS, f"prune.method={method!r} is not supported; choose one of {list(PRUNE_METHODS)}")
+    pruner = PRUNE_METHODS[method](model, sparsity, scope=scope, **kwargs)
+    pruner.check(model, f"after {method} pruning")
+    return pruner
 
 
 def prune(model, method: str, sparsity: float, scope: str = "all", **kwargs) -> dict:
-    """Compute masks with `method`, apply them, and check the result (sanity check after every step)."""
-    masks = PRUNE_METHODS[method](model, sparsity, scope=scope, **kwargs)
-    apply_masks(model, masks)
-    achieved = sparsity_report(model, masks)["sparsity"]
-    require(abs(achieved - sparsity) <= 0.01, f"pruning reached sparsity {achieved:.4f}, not the target {sparsity}")
-    return masks
+    """One-shot pruning; returns the masks to keep on while fine-tuning (empty for structured)."""
+    return start_pruning(model, method, sparsity, scope=scope, **kwargs).masks
+
+
+def heal(model, pruner: Pruner, train_set: Encoded, val_set: Encoded, y_val, *, task: str, loss_fn: Callable,
+         epochs: int, live=None, desc: str = "prune", **fit_kwargs) -> dict:
+    """Fine-tune with `pruner.after_step` after every optimizer step, then check the sparsity.
+
+    Gradual: the epochs up to end_step run without best-epoch selection (an epoch before the end of
+    the schedule has not reached the target sparsity, and must not be restored); the epochs after it
+    fine-tune with the final masks and select the best epoch as usual."""
+    common = dict(task=task, loss_fn=loss_fn, after_step=pruner.after_step, live=live, desc=desc, **fit_kwargs)
+    if not isinstance(pruner, GradualPruner) or epochs == 0:
+        result = fit(model, train_set, val_set, y_val, epochs=epochs, **common)
+    else:
+        per_epoch = len(make_loader(train_set, fit_kwargs["batch_size"], shuffle=True))
+        ramp = min(epochs, math.ceil(pruner.end / per_epoch))
+        result = fit(model, train_set, val_set, y_val, epochs=ramp, select_best=False,
+                     **{**common, "patience": 0})
+        pruner.check(model, "at the end of the gradual schedule")
+        if epochs > ramp:
+            rest = fit(model, train_set, val_set, y_val, epochs=epochs - ramp, **common)
+            result = {**rest, "best_epoch": rest["best_epoch"] + ramp if rest["best_epoch"] > 0 else -1,
+                      "epochs_run": ramp + rest["epochs_run"], "history": result["history"] + rest["history"]}
+    pruner.check(model, "after fine-tuning")
+    return result
+
+
+def pruning_options(cfg: dict, *, calib=None, task: str | None = None, total_steps: int | None = None) -> dict:
+    """The method keyword arguments from the `prune:` params group."""
+    return dict(scope=cfg.get("scope", "all"), granularity=cfg.get("granularity", "global"),
+                include_head=cfg.get("include_head", False), include_embeddings=cfg.get("include_embeddings", False),
+                calib=calib, task=task, total_steps=total_steps,
+                schedule=cfg.get("schedule", "cubic"), start_step=cfg.get("start_step", 0),
+                end_step=cfg.get("end_step"), frequency=cfg.get("frequency", 100),
+                head_sparsity=cfg.get("head_sparsity"), ffn_sparsity=cfg.get("ffn_sparsity"),
+                importance=cfg.get("importance", "taylor"))
+
+
+def check_prune_params(cfg: dict) -> None:
+    """Reject bad `prune:` params before any work (one line each, no traceback)."""
+    from .config import check_choice, check_range
+
+    check_choice("prune.method", cfg["method"], PRUNE_METHODS)
+    check_choice("prune.scope", cfg.get("scope", "all"), SCOPES)
+    check_choice("prune.granularity", cfg.get("granularity", "global"), GRANULARITIES)
+    check_choice("prune.schedule", cfg.get("schedule", "cubic"), SCHEDULES)
+    check_choice("prune.importance", cfg.get("importance", "taylor"), IMPORTANCES)
+    check_range("prune.sparsity", cfg["sparsity"], 0.0, 1.0, high_inclusive=False)
+    for key in ("head_sparsity", "ffn_sparsity"):
+        if cfg.get(key) is not None:
+            check_range(f"prune.{key}", cfg[key], 0.0, 1.0, high_inclusive=False)
+    check_range("prune.calib_samples", cfg.get("calib_samples", 512), 1, 10**7)
+    check_range("prune.frequency", cfg.get("frequency", 100), 1, 10**9)
+    check_range("prune.start_step", cfg.get("start_step", 0), 0, 10**9)
+    if cfg.get("end_step") is not None:
+        check_range("prune.end_step", cfg["end_step"], 1, 10**9)
+    check_range("prune.kd_alpha", cfg.get("kd_alpha", 0.0), 0.0, 1.0)
+    check_range("prune.kd_temperature", cfg.get("kd_temperature", 4.0), 1e-3, 100.0)
+    require(cfg["method"] != "gradual" or cfg["fine_tune_epochs"] >= 1,
+            "prune.method=gradual prunes during fine-tuning: prune.fine_tune_epochs must be >= 1")

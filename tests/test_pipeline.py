@@ -7,7 +7,7 @@ import yaml
 
 from conftest import SHARED_DATA, synthetic_frame, tiny_params, venv_env, write_params
 
-STAGES = ["prepare", "train_teacher", "distill", "prune", "quantize", "evaluate"]
+STAGES = ["prepare", "train_teacher", "distill", "prune", "quantize", "evaluate", "export"]
 
 
 def _run(args, cwd):
@@ -44,6 +44,8 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
     assert json.loads((repo / "metrics" / "prune.json").read_text())["sparsity"] == \
         __import__("pytest").approx(0.5, abs=0.01)
     assert (repo / "models" / "teacher" / "inference.json").exists()
+    card = (repo / "models" / "final" / "README.md").read_text(encoding="utf-8")
+    assert f"{summary['stages']['quantized']['macro_f1']:.4f}" in card  # the card carries evaluate's numbers
 
     again = _run(["dvc", "repro"], repo)
     assert "Running stage" not in again
@@ -54,4 +56,4 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
     status = json.loads(_run(["dvc", "status", "--json"], repo))
     assert set(status) == {"distill"}, status  # the changed param touches distill directly...
     rerun = _run(["dvc", "repro"], repo)  # ...and everything downstream of it reruns, nothing upstream
-    assert re.findall(r"Running stage '(\w+)'", rerun) == ["distill", "prune", "quantize", "evaluate"], rerun
+    assert re.findall(r"Running stage '(\w+)'", rerun) == ["distill", "prune", "quantize", "evaluate", "export"], rerun

@@ -1,0 +1,370 @@
+"""Distillation benchmark (not a test): the SAME student (params.yaml's student and distill groups) trained
+without KD and with each KD setting / method from the pipeline's teacher; best epoch and decision thresholds
+chosen on val, test scored once per student; the "best KD student" is picked on val, never on test.
+Sizes on disk; batch-1 latency of every student interleaved with the teacher in one process.
+
+    nice -n 10 .venv/bin/python bench/bench_distill.py                 # the real run (models/teacher)
+    .venv/bin/python bench/bench_distill.py --quick --out /tmp/bd      # smoke run: 600 train rows, 1 epoch
+
+Writes <out>.json and <out>.md (default bench/distill_results) after every config, so a cut-short run
+still leaves the rows it finished."""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from banglacompress.data import Encoded, class_weights, load_split  # noqa: E402
+from banglacompress.distill import (METHOD_FEATURES, build_kd, build_student, check_distill_params,  # noqa: E402
+                                    check_teacher)
+from banglacompress.evaluate import artifact_size, measure_speed, test_scores  # noqa: E402
+from banglacompress.models import count_params, load_model_dir  # noqa: E402
+from banglacompress.scoring import agreement, macro_f1  # noqa: E402
+from banglacompress.train import (fit, fit_options, predict_logits, seed_everything,  # noqa: E402
+                                 tune_thresholds_and_save)
+
+# name -> distill params on top of params.yaml's distill group (student params are never changed,
+# except in the optional from_teacher row, which is outside the target's size budget by design).
+CONFIGS = {  # run in this order: the comparisons that matter most finish first
+    "no_kd": {"method": "logit", "alpha": 0.0},
+    "kd_v2": {"method": "logit", "alpha": 0.7, "temperature": 4.0},  # = method logit at the default alpha / T
+    "multi_level": {"method": "multi_level", "alpha": 0.7, "temperature": 4.0, "hidden_weight": 0.3,
+                    "attention_weight": 0.2},
+    "hidden": {"method": "hidden", "alpha": 0.7, "temperature": 4.0, "hidden_weight": 0.3},
+    "attention": {"method": "attention", "alpha": 0.7, "temperature": 4.0, "attention_weight": 0.2},
+    "kd_v1": {"method": "logit", "alpha": 0.5, "temperature": 4.0},
+    "kd_v3": {"method": "logit", "alpha": 0.2, "temperature": 2.0},
+}
+ALIASES = {"logit": "kd_v2"}  # the logit method at default settings is exactly kd_v2: one run, two names
+OPTIONAL = {"from_teacher_logit": ({"method": "logit", "alpha": 0.7, "temperature": 4.0},
+                                   {"model": "from_teacher", "from_teacher_layers": None})}
+TARGET_F1_RATIO, TARGET_PARAM_RATIO = 0.97, 0.25
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def wait_for(path: Path, timeout_s: float) -> None:
+    """The teacher may still be training: poll for its inference.json (written last, atomically)."""
+    start = time.time()
+    while not path.exists():
+        if time.time() - start > timeout_s:
+            raise SystemExit(f"{path} did not appear within {timeout_s:.0f}s")
+        print(f"[bench] waiting for {path} ...", file=sys.stderr, flush=True)
+        time.sleep(30)
+
+
+def prepared_dir(requested: str, params: dict) -> str:
+    """data/prepared if the pipeline made it; else the prepare stage's logic into a temporary directory."""
+    if (Path(requested) / "meta.json").exists():
+        return requested
+    from banglacompress.data import deduplicate, load_labelled, split
+
+    cfg, seed = params["data"], params["seed"]
+    df, meta = load_labelled(cfg["path"], cfg["text_column"], cfg["label_columns"], cfg.get("task", "auto"),
+                             cfg.get("drop_empty", False))
+    df, dedup = deduplicate(df, meta["target_columns"], meta["task"])
+    out = Path(tempfile.mkdtemp(prefix="bench_distill_prepared_"))
+    for name, part in split(df, meta, cfg["val_size"], cfg["test_size"], seed).items():
+        part.to_csv(out / f"{name}.csv", index=False, encoding="utf-8")
+    (out / "meta.json").write_text(json.dumps({**meta, **dedup}, default=str), encoding="utf-8")
+    print(f"[bench] {requested} absent: prepared splits in {out}", file=sys.stderr)
+    return str(out)
+
+
+def train_student(name, kd_cfg, student_cfg, ctx, out_dir) -> tuple[dict, Path]:
+    """One student: build, distil (or not), select on val, save. Returns its row and directory."""
+    torch.set_num_threads(1)  # training is not timed; leave the other core to the machine's other jobs
+    meta, max_length, seed = ctx["meta"], ctx["max_length"], ctx["seed"]
+    check_distill_params(kd_cfg)
+    teacher = ctx["teacher"]
+    if "attention" in METHOD_FEATURES[kd_cfg["method"]]:
+        teacher = copy.deepcopy(teacher)  # eager attention for this run only
+    seed_everything(seed)
+    student, tok, start_info = build_student(student_cfg, meta, ctx["train_texts"], max_length, teacher,
+                                             ctx["teacher_tok"])
+    train_set = Encoded(tok, ctx["train_texts"], ctx["y_train"], max_length)
+    val_set = Encoded(tok, ctx["val_texts"], None, max_length)
+    weights = class_weights(ctx["y_train"], meta["task"]) if kd_cfg.get("class_weights", True) else None
+    loss_fn, extra, settings = build_kd(kd_cfg, meta["task"], ctx["teacher_logits"], teacher=teacher,
+                                        teacher_set=ctx["teacher_set"], student=student, student_set=train_set,
+                                        class_weights=weights)
+    start = time.perf_counter()
+    result = fit(student, train_set, val_set, ctx["y_val"], task=meta["task"], loss_fn=loss_fn, seed=seed,
+                 extra_modules=extra, desc=name, **fit_options(kd_cfg))
+    seconds = time.perf_counter() - start
+    path = out_dir / name
+    result.update(tune_thresholds_and_save(path, student, tok, meta, val_set, ctx["y_val"], max_length))
+    row = {"name": name, **settings, **start_info, "best_epoch": result["best_epoch"],
+           "epochs_run": result["epochs_run"], "val_macro_f1": result["val_macro_f1_tuned"],
+           "thresholds": result["thresholds"], "train_seconds": seconds,
+           "seconds_per_epoch": seconds / max(1, result["epochs_run"]),
+           "val_history": [round(h["val_macro_f1"], 4) for h in result["history"]]}
+    return row, path
+
+
+def score(row: dict, path: Path, ctx: dict) -> None:
+    """Test metrics (val-tuned thresholds), agreement with the teacher, params and size; the test
+    predictions are kept (ctx["preds"]) for the paired bootstrap."""
+    model, tok, info = load_model_dir(path)
+    metrics, pred = test_scores(model, tok, info, ctx["test_texts"], ctx["y_test"], ctx["max_length"])
+    ctx["preds"].setdefault(row["name"], pred)  # the first seed's predictions
+    row.update(test_macro_f1=metrics["macro_f1"], test_accuracy=metrics.get("accuracy"),
+               agreement_with_teacher=agreement(ctx["meta"]["task"], ctx["teacher_pred"], pred),
+               **count_params(model), **artifact_size(path))
+
+
+SEED_KEYS = ("val_macro_f1", "test_macro_f1", "agreement_with_teacher", "best_epoch")
+
+
+def over_seeds(runs: list[dict], seeds: list[int]) -> dict:
+    """One row per config: the mean over seeds of the scores (per-seed values and the spread kept); sizes
+    and latency come from the first seed's model (same architecture for all seeds)."""
+    row = dict(runs[0])
+    if len(runs) > 1:
+        for k in SEED_KEYS:
+            values = [r[k] for r in runs]
+            row.update({k: float(np.mean(values)), f"{k}_per_seed": values, f"{k}_std": float(np.std(values, ddof=1))})
+    row["seeds"] = list(seeds)
+    return row
+
+
+def add_ratios(rows: dict) -> None:
+    ref = rows["teacher"]
+    for row in rows.values():
+        row["f1_vs_teacher"] = row["test_macro_f1"] / ref["test_macro_f1"]
+        row["val_f1_vs_teacher"] = row["val_macro_f1"] / ref["val_macro_f1"]
+        row["non_embedding_vs_teacher"] = row["non_embedding_params"] / ref["non_embedding_params"]
+        row["params_vs_teacher"] = row["params"] / ref["params"]
+        row["size_vs_teacher"] = row["size_bytes"] / ref["size_bytes"]
+
+
+def paired_bootstrap(task: str, y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, rounds: int = 1000,
+                     seed: int = 0) -> dict:
+    """Test macro-F1 of a minus b on the same resampled test rows: the 95% interval says whether a gap
+    of a few thousandths on ~1.6k rows is more than sampling noise."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(rounds):
+        i = rng.integers(0, len(y), len(y))
+        diffs.append(macro_f1(task, y[i], pred_a[i]) - macro_f1(task, y[i], pred_b[i]))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {"diff": macro_f1(task, y, pred_a) - macro_f1(task, y, pred_b), "ci95": [float(lo), float(hi)],
+            "share_a_better": float(np.mean(np.array(diffs) > 0))}
+
+
+def verdict(rows: dict, ctx: dict | None = None) -> dict:
+    """Best KD student picked on VAL macro-F1 among the students inside the size budget; then its test numbers."""
+    kd = {n: r for n, r in rows.items() if n not in ("teacher", "no_kd") and r.get("alias_of") is None
+          and r.get("non_embedding_vs_teacher", 1) <= TARGET_PARAM_RATIO and "test_macro_f1" in r}
+    if not kd or "no_kd" not in rows:
+        return {}
+    best = max(kd, key=lambda n: rows[n]["val_macro_f1"])
+    r, base = rows[best], rows["no_kd"]
+    return {"best_kd_student_by_val": best, "test_macro_f1": r["test_macro_f1"], "f1_vs_teacher": r["f1_vs_teacher"],
+            "non_embedding_vs_teacher": r["non_embedding_vs_teacher"],
+            "meets_f1_target": r["f1_vs_teacher"] >= TARGET_F1_RATIO,
+            "meets_size_target": r["non_embedding_vs_teacher"] <= TARGET_PARAM_RATIO,
+            "beats_no_kd_on_test": r["test_macro_f1"] > base["test_macro_f1"],
+            "test_gain_over_no_kd": r["test_macro_f1"] - base["test_macro_f1"],
+            "val_gain_over_no_kd": r["val_macro_f1"] - base["val_macro_f1"],
+            **({} if ctx is None else {
+                "bootstrap_best_minus_no_kd": paired_bootstrap(ctx["meta"]["task"], ctx["y_test"], ctx["preds"][best],
+                                                               ctx["preds"]["no_kd"]),
+                "bootstrap_best_minus_teacher": paired_bootstrap(ctx["meta"]["task"], ctx["y_test"],
+                                                                 ctx["preds"][best], ctx["preds"]["teacher"])})}
+
+
+def write(out: dict, out_path: Path) -> None:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
+    out_path.with_suffix(".md").write_text(markdown(out), encoding="utf-8")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", default="models/teacher")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--out", default="bench/distill_results", help="writes OUT.json and OUT.md")
+    ap.add_argument("--only", nargs="*", help=f"config names to run (default: all of {list(CONFIGS)})")
+    ap.add_argument("--with-from-teacher", action="store_true",
+                    help="also a from_teacher student (half the teacher's blocks; outside the 1/4 budget)")
+    ap.add_argument("--quick", action="store_true", help="600 train rows, 1 epoch, 50 latency texts: a smoke run")
+    ap.add_argument("--latency-samples", type=int, default=300)
+    ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--seeds", type=int, nargs="*",
+                    help="train every config once per seed and report the mean (default: params.yaml's seed)")
+    ap.add_argument("--wait", type=float, default=3600, help="seconds to wait for the teacher to appear")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    wait_for(Path(args.teacher) / "inference.json", args.wait)
+    work = Path(tempfile.mkdtemp(prefix="bench_distill_"))
+    try:
+        run(args, params, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # model copies: the results are in the json / md
+
+
+def run(args, params: dict, work: Path) -> None:
+    base, student_cfg = dict(params["distill"]), dict(params["student"])
+    seed, max_length = params["seed"], params["data"]["max_length"]
+    seeds = args.seeds or [seed]
+    teacher_dir = work / "teacher"  # a private copy: the pipeline may retrain models/teacher meanwhile
+    shutil.copytree(args.teacher, teacher_dir)
+    prepared = prepared_dir(args.prepared, params)
+
+    train_texts, y_train, meta = load_split(prepared, "train")
+    val_texts, y_val, _ = load_split(prepared, "val")
+    test_texts, y_test, _ = load_split(prepared, "test")
+    configs = {k: v for k, v in CONFIGS.items() if not args.only or k in args.only}
+    students = {k: dict(student_cfg) for k in configs}
+    if args.with_from_teacher:
+        for k, (kd, st) in OPTIONAL.items():
+            configs[k], students[k] = kd, {**student_cfg, **st}
+    if args.quick:
+        train_texts, y_train = train_texts[:600], y_train[:600]
+        configs = {k: {**v, "epochs": 1} for k, v in configs.items()}
+        args.latency_samples = min(args.latency_samples, 50)
+
+    teacher, teacher_tok, teacher_info = load_model_dir(teacher_dir)
+    teacher_set = Encoded(teacher_tok, train_texts, None, max_length)
+    teacher_val = predict_logits(teacher, Encoded(teacher_tok, val_texts, None, max_length), desc="teacher val")
+    check = check_teacher(meta["task"], teacher_val, y_val, y_train, teacher_info["thresholds"],
+                          base.get("min_teacher_margin", 0.02))
+    teacher_metrics, teacher_pred = test_scores(teacher, teacher_tok, teacher_info, test_texts, y_test, max_length)
+    ctx = dict(meta=meta, max_length=max_length, seed=seed, teacher=teacher, teacher_tok=teacher_tok,
+               teacher_set=teacher_set, teacher_logits=torch.from_numpy(predict_logits(teacher, teacher_set)),
+               train_texts=train_texts, y_train=y_train, val_texts=val_texts, y_val=y_val, test_texts=test_texts,
+               y_test=y_test, teacher_pred=teacher_pred, preds={"teacher": teacher_pred})
+    rows = {"teacher": {"name": "teacher", "method": "–", "val_macro_f1": check["teacher_val_macro_f1"],
+                        "test_macro_f1": teacher_metrics["macro_f1"], "test_accuracy": teacher_metrics.get("accuracy"),
+                        "agreement_with_teacher": 1.0, **count_params(teacher), **artifact_size(teacher_dir)}}
+    out = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_count": os.cpu_count()},
+           "teacher": args.teacher, "teacher_digest": digest(teacher_dir), "prepared": prepared, "quick": args.quick,
+           "train_rows": len(train_texts), "max_length": max_length, "seed": seed, "seeds": seeds, "teacher_check": check,
+           "base_distill_params": base, "student_params": student_cfg, "configs": configs, "aliases": ALIASES,
+           "rows": rows, "latency_threads": args.threads, "latency_samples": None}
+    paths = {"teacher": teacher_dir}
+    out_path = Path(args.out)
+    for name, cfg in configs.items():
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        runs = []
+        for s in seeds:  # same split, same teacher; the seed sets the student's init, dropout and batch order
+            row, path = train_student(name, {**base, **cfg}, students[name], {**ctx, "seed": s}, work / f"seed{s}")
+            score(row, path, ctx)
+            runs.append(row)
+            paths.setdefault(name, path)
+        rows[name] = over_seeds(runs, seeds)
+        for alias, target in ALIASES.items():
+            if target == name:
+                rows[alias] = {**rows[name], "name": alias, "alias_of": name}
+        add_ratios(rows)
+        out["verdict"] = verdict(rows, ctx)
+        write(out, out_path)  # incremental: every finished student is on disk
+        print(f"[bench] {name}: val {rows[name]['val_macro_f1']:.4f} test {rows[name]['test_macro_f1']:.4f} "
+              f"({rows[name]['train_seconds']:.0f}s)", file=sys.stderr, flush=True)
+
+    # Latency last, all models interleaved on the same real test texts (batch 1, forward only).
+    rng = np.random.default_rng(seed)
+    sample = [test_texts[i] for i in rng.choice(len(test_texts), min(args.latency_samples, len(test_texts)),
+                                                replace=False)]
+    models = {n: load_model_dir(p)[0] for n, p in paths.items()}
+    toks = {n: load_model_dir(p)[1] for n, p in paths.items()}
+    out["load_average_before_latency"] = os.getloadavg()
+    for threads in args.threads:
+        speed = measure_speed(models, toks, sample, max_length, threads=threads, batch_size=32, rounds=2)
+        for n, s in speed.items():
+            for key in ("latency_ms_p50", "latency_ms_p95", "throughput_per_s"):
+                rows[n][f"{key}_t{threads}"] = s[key]
+            rows[n][f"speedup_t{threads}"] = speed["teacher"]["latency_ms_p50"] / s["latency_ms_p50"]
+    for alias, target in ALIASES.items():
+        if alias in rows:
+            rows[alias] = {**rows[target], "name": alias, "alias_of": target}
+    out["load_average_after_latency"] = os.getloadavg()
+    out["latency_samples"] = len(sample)
+    write(out, out_path)
+    print(markdown(out))
+
+
+def _cell(c, v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4f}" if ("f1" in c or "agreement" in c or "vs_teacher" in c) else f"{v:.2f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown(out: dict) -> str:
+    spread = ["val_macro_f1_std", "test_macro_f1_std"] if len(out.get("seeds") or [1]) > 1 else []
+    cols = ["name", "method", "alpha", "temperature", "val_macro_f1", "test_macro_f1", *spread, "f1_vs_teacher",
+            "agreement_with_teacher", "params", "non_embedding_params", "non_embedding_vs_teacher", "size_bytes",
+            "best_epoch", "epochs_run", "seconds_per_epoch"]
+    threads = out["latency_threads"]
+    cols += [f"latency_ms_p50_t{t}" for t in threads] + [f"speedup_t{t}" for t in threads]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in out["rows"].values():
+        lines.append("| " + " | ".join(_cell(c, row.get(c)) for c in cols) + " |")
+    v = out.get("verdict") or {}
+    notes = ["", f"Teacher: `{out['teacher']}` (digest {out['teacher_digest']}); splits: `{out['prepared']}` "
+             f"({out['train_rows']} train rows); max_length {out['max_length']}; seeds {out.get('seeds')} "
+             "(several: every score is the mean over seeds, `_std` its spread); "
+             f"quick run: {out['quick']}.",
+             "Every student: params.yaml's `student` group (same architecture, same seed(s)) and `distill` group "
+             "(epochs, lr, patience); only the KD settings differ. Best epoch and thresholds chosen on val; test "
+             "scored once per student. `logit` is the same run as `kd_v2` (method logit at alpha 0.7, T 4).",
+             "Loss: (1 - alpha) * hard + alpha * T^2 * KL(soft logits) + hidden_weight * hidden MSE (projected, "
+             "padding masked) + attention_weight * attention "
+             f"{out['base_distill_params'].get('attention_loss', 'kl').upper()} (padding masked, heads averaged).",
+             ]
+    if v:
+        notes.append(f"Best KD student picked on **val**: `{v['best_kd_student_by_val']}`: test macro-F1 "
+                     f"{v['test_macro_f1']:.4f} = {v['f1_vs_teacher']:.1%} of the teacher (target ≥ "
+                     f"{TARGET_F1_RATIO:.0%}: {'met' if v['meets_f1_target'] else 'NOT met'}), at "
+                     f"{v['non_embedding_vs_teacher']:.1%} of the teacher's non-embedding params (target ≤ "
+                     f"{TARGET_PARAM_RATIO:.0%}: {'met' if v['meets_size_target'] else 'NOT met'}); vs no-KD: "
+                     f"{v['test_gain_over_no_kd']:+.4f} test, {v['val_gain_over_no_kd']:+.4f} val "
+                     f"({'beats' if v['beats_no_kd_on_test'] else 'does NOT beat'} no-KD on test).")
+        for key, label in (("bootstrap_best_minus_no_kd", "no-KD"), ("bootstrap_best_minus_teacher", "the teacher")):
+            if key in v:
+                b = v[key]
+                noise = " (includes 0: not a measurable difference)" if b["ci95"][0] <= 0 <= b["ci95"][1] else ""
+                notes.append(f"Paired bootstrap on the test rows (1000 resamples; first seed), best KD minus {label}: "
+                             f"{b['diff']:+.4f}, 95% interval [{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}]{noise}.")
+    if out.get("latency_samples"):
+        notes.append(f"Latency: batch 1, forward only, {out['latency_samples']} test texts, all models interleaved "
+                     f"in one process, 2 rounds, threads {out['latency_threads']}; p50 ms. Machine: "
+                     f"{out['machine']['platform']}, {out['machine']['cpu_count']} CPUs, torch "
+                     f"{out['machine']['torch']}; shared with other jobs (load average before / after: "
+                     f"{', '.join(f'{x:.1f}' for x in out['load_average_before_latency'])} / "
+                     f"{', '.join(f'{x:.1f}' for x in out['load_average_after_latency'])}), so absolute times are "
+                     "noisy; ratios come from interleaved timings.")
+    return "\n".join(lines + notes) + "\n"
+
+
+if __name__ == "__main__":
+    main()

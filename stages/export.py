@@ -1,0 +1,27 @@
+"""export: the pipeline's end product. models/quantized (in whatever format quantize.method chose)
+-> models/final: the same files plus a model card (README.md) carrying the test metrics from
+evaluate (metrics/summary.json), the data splits (metrics/data.json), intended use, limits and how
+to load it. The copy is reloaded and run once before it replaces models/final."""
+import _path  # noqa: F401
+from pathlib import Path
+
+from banglacompress.config import load_params, read_json, stage_main, write_json
+from banglacompress.export import write_final
+
+
+@stage_main
+def main():
+    params = load_params()
+    summary = read_json("metrics/summary.json")
+    data = read_json("metrics/data.json") if Path("metrics/data.json").exists() else None
+    result = write_final("models/quantized", "models/final", summary=summary, data=data,
+                         dataset=Path(params["data"]["path"]).name)
+    final = summary.get("stages", {}).get("quantized", {})
+    write_json("metrics/export.json", {**result, "test_macro_f1": final.get("macro_f1"),
+                                       "compression_vs_teacher": final.get("compression"),
+                                       "speedup_vs_teacher": final.get("speedup")})
+    print(f"[export] models/final: {result['method']}, {result['size_bytes']:,} bytes")
+
+
+if __name__ == "__main__":
+    main()

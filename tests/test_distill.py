@@ -1,0 +1,253 @@
+"""KD methods: logit / hidden / attention / multi_level on tiny random-init models built from config."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from banglacompress.config import UserError
+from banglacompress.data import Encoded
+from banglacompress.distill import (KD_METHODS, attention_term, build_kd, copied_layers, hidden_term,
+                                    make_projections, resolve_layer_map, student_from_teacher, uniform_layer_map,
+                                    FeatureKD)
+from banglacompress.models import build_scratch_with_tokenizer, encoder_blocks, train_wordpiece
+from banglacompress.train import fit, predict_logits
+from conftest import run_stage, synthetic_frame, tiny_params, write_params
+
+TASKS = {  # task -> (text column, label columns, label names, num_labels)
+    "binary": ("Comments", ["HateSpeech"], ["HateSpeech"], 1),
+    "multilabel": ("comment", ["hate", "sexual", "religious"], ["hate", "sexual", "religious"], 3),
+    "multiclass": ("Data", ["Label"], ["0", "1", "2"], 3),
+}
+# Different widths (projection needed) and head counts (maps averaged over heads).
+TEACHER = {"family": "bert", "layers": 2, "hidden": 48, "heads": 4, "ffn": 96}
+STUDENT = {"family": "bert", "layers": 1, "hidden": 32, "heads": 2, "ffn": 64}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Not a timing test: one thread, so parallel workers on a 2-core machine do not fight."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _data(task, n=40):
+    text_col, labels, names, k = TASKS[task]
+    frame = synthetic_frame(task, n=n, seed=3)
+    y = frame["Label"].to_numpy() if task == "multiclass" else frame[labels].to_numpy(np.float32)
+    return frame[text_col].tolist(), y, {"task": task, "label_names": names, "num_labels": k}
+
+
+def _pair(task, n=40, vocab=200, **kd):
+    """Teacher and student on one tokenizer, dropout off; the teacher's logits cached like the stage does."""
+    texts, y, meta = _data(task, n)
+    tok = train_wordpiece(texts, vocab, 32)
+    torch.manual_seed(0)
+    teacher = build_scratch_with_tokenizer(TEACHER, meta, tok, 32, dropout=0.0).eval()
+    student = build_scratch_with_tokenizer(STUDENT, meta, tok, 32, dropout=0.0)
+    if "attention" in kd.get("method", ""):
+        teacher.set_attn_implementation("eager")  # as load_model_dir(attn_implementation="eager") does
+    teacher_set, train_set = Encoded(tok, texts, None, 32), Encoded(tok, texts, y, 32)
+    logits = torch.from_numpy(predict_logits(teacher, teacher_set))
+    cfg = {"method": "logit", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 0.3, "attention_weight": 0.2, **kd}
+    loss_fn, extra, settings = build_kd(cfg, task, logits, teacher=teacher, teacher_set=teacher_set,
+                                        student=student, student_set=train_set)
+    return dict(texts=texts, y=y, meta=meta, tok=tok, teacher=teacher, student=student, teacher_set=teacher_set,
+                train_set=train_set, loss_fn=loss_fn, extra=extra, settings=settings)
+
+
+# --------------------------------------------------------------------------- every loss trains
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("method", list(KD_METHODS))
+def test_loss_is_finite_and_decreases(method, task):
+    p = _pair(task, method=method)
+    batch = p["train_set"].collate(list(range(12)))
+    params = [q for m in (p["student"], *p["extra"]) for q in m.parameters()]
+    opt = torch.optim.Adam(params, lr=3e-3)  # 1e-2 overshoots and spikes on some seeds
+    p["student"].train()
+    losses = []
+    for _ in range(40):
+        loss = p["loss_fn"](p["student"], batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.9 * losses[0], losses  # the mean of the last steps: Adam wobbles
+
+
+@pytest.mark.parametrize("attention_loss", ["mse", "kl"])
+@pytest.mark.parametrize("term", [hidden_term, attention_term], ids=["hidden", "attention"])
+def test_each_feature_term_alone_decreases(term, attention_loss):
+    """The feature terms are small next to the label loss, so check them on their own too."""
+    p = _pair("multiclass", method="multi_level")
+    teacher, student = p["teacher"], p["student"]
+    student.set_attn_implementation("eager")
+    kd = FeatureKD(teacher, p["teacher_set"], [1], make_projections(student, teacher, [1]), attention_loss)
+    batch = p["train_set"].collate(list(range(12)))
+    opt = torch.optim.Adam([*student.parameters(), *kd.projections.parameters()], lr=1e-2)
+    losses = []
+    for _ in range(30):
+        out = _outputs(student, batch["input_ids"], batch["attention_mask"])
+        loss = term(kd, out, kd.teacher_outputs(batch, "cpu", True, True), batch["attention_mask"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("method", ["hidden", "multi_level"])
+def test_gradients_reach_student_and_projection(method):
+    p = _pair("binary", method=method, alpha=0.0)
+    (projections,) = p["extra"]  # 32 -> 48: a learned Linear, handed to fit as an extra module
+    assert isinstance(projections[0], torch.nn.Linear) and projections[0].weight.shape == (48, 32)
+    p["loss_fn"](p["student"], p["train_set"].collate(list(range(8)))).backward()
+    block = encoder_blocks(p["student"])[0]
+    assert block.attention.self.query.weight.grad.abs().sum() > 0
+    assert projections[0].weight.grad.abs().sum() > 0
+    assert all(q.grad is None for q in p["teacher"].parameters())  # the teacher is frozen
+
+
+def test_attention_term_alone_sends_gradients_to_the_student():
+    p = _pair("binary", method="attention")
+    assert p["extra"] == ()  # maps are [T, T] whatever the width: no projection
+    student = p["student"]
+    student.set_attn_implementation("eager")
+    kd = FeatureKD(p["teacher"], p["teacher_set"], [1], torch.nn.ModuleList())
+    batch = p["train_set"].collate(list(range(8)))
+    out = _outputs(student, batch["input_ids"], batch["attention_mask"])
+    attention_term(kd, out, kd.teacher_outputs(batch, "cpu", False, True), batch["attention_mask"]).backward()
+    block = encoder_blocks(student)[0]
+    assert block.attention.self.key.weight.grad.abs().sum() > 0  # through the maps only: no logit loss here
+    assert block.output.dense.weight.grad is None  # after the maps of block 0: untouched
+
+
+def test_fit_trains_the_projection_with_the_student():
+    p = _pair("binary", n=60, method="multi_level")
+    before = p["extra"][0][0].weight.detach().clone()
+    val = Encoded(p["tok"], p["texts"][:20], None, 32)
+    result = fit(p["student"], p["train_set"], val, p["y"][:20], task="binary", loss_fn=p["loss_fn"], epochs=1,
+                 batch_size=16, lr=3e-3, patience=0, extra_modules=p["extra"])
+    assert result["epochs_run"] == 1 and np.isfinite(result["history"][0]["train_loss"])
+    assert not torch.equal(before, p["extra"][0][0].weight.detach())
+
+
+# --------------------------------------------------------------------------- padding is masked
+def _outputs(model, ids, mask):
+    return model(input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+
+
+@pytest.mark.parametrize("attention_loss", ["mse", "kl"])
+def test_padding_does_not_change_hidden_or_attention_loss(attention_loss):
+    p = _pair("binary", method="multi_level")
+    teacher, student = p["teacher"], p["student"].eval()
+    student.set_attn_implementation("eager")
+    batch = p["train_set"].collate([0, 1, 2, 3])
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    pad_id = p["tok"].pad_token_id
+    padded_ids = torch.cat([ids, torch.full((4, 7), pad_id)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(4, 7, dtype=mask.dtype)], dim=1)
+    kd = FeatureKD(teacher, p["teacher_set"], [1], make_projections(student, teacher, [1]), attention_loss)
+    with torch.no_grad():
+        short = [_outputs(m, ids, mask) for m in (student, teacher)]
+        long = [_outputs(m, padded_ids, padded_mask) for m in (student, teacher)]
+        for term in (hidden_term, attention_term):
+            a, b = term(kd, *short, mask), term(kd, *long, padded_mask)
+            assert torch.isfinite(a) and a > 0
+            assert b.item() == pytest.approx(a.item(), rel=1e-5, abs=1e-7), term.__name__
+        # The check has teeth: an unmasked mean over the padded tensors is a different number.
+        s, t = kd.projections[0](long[0].hidden_states[1]), long[1].hidden_states[2]
+        assert F.mse_loss(s, t).item() != pytest.approx(hidden_term(kd, *short, mask).item(), rel=1e-3)
+
+
+# --------------------------------------------------------------------------- layer maps
+def test_layer_maps():
+    assert uniform_layer_map(2, 4) == [1, 3]
+    assert uniform_layer_map(3, 12) == [3, 7, 11]
+    assert uniform_layer_map(1, 2) == [1]
+    assert resolve_layer_map([0, 2], 2, 4) == [0, 2]
+    for bad in ([0], [0, 4], [0, -1], "0,1"):
+        with pytest.raises(UserError, match="distill.layer_map"):
+            resolve_layer_map(bad, 2, 4)
+
+
+def test_custom_layer_map_is_used():
+    p = _pair("binary", method="hidden", layer_map=[0])
+    assert p["settings"]["layer_map"] == [0] and p["settings"]["projection_params"] == 48 * 32 + 48
+
+
+# --------------------------------------------------------------------------- tokenizers
+def test_feature_kd_with_different_tokenizers_is_a_clear_error():
+    texts, y, meta = _data("binary", 60)
+    teacher_tok, student_tok = train_wordpiece(texts, 200, 32), train_wordpiece(texts, 90, 32)
+    teacher = build_scratch_with_tokenizer(TEACHER, meta, teacher_tok, 32)
+    student = build_scratch_with_tokenizer(STUDENT, meta, student_tok, 32)
+    teacher_set, train_set = Encoded(teacher_tok, texts, None, 32), Encoded(student_tok, texts, y, 32)
+    assert teacher_set.input_ids != train_set.input_ids
+    logits = torch.zeros(len(texts), 1)
+    for method in ("hidden", "attention", "multi_level"):
+        cfg = {"method": method, "alpha": 0.5, "temperature": 2.0}
+        with pytest.raises(UserError, match="use distill.method=logit|Use distill.method=logit"):
+            build_kd(cfg, "binary", logits, teacher=teacher, teacher_set=teacher_set, student=student,
+                     student_set=train_set)
+    # Logit KD works across tokenizers: each model got its own ids, rows are matched by index.
+    loss_fn, extra, _ = build_kd({"method": "logit", "alpha": 0.5, "temperature": 2.0}, "binary", logits,
+                                 teacher=teacher, teacher_set=teacher_set, student=student, student_set=train_set)
+    assert extra == () and torch.isfinite(loss_fn(student, train_set.collate([0, 1, 2])))
+
+
+# --------------------------------------------------------------------------- from_teacher
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+def test_from_teacher_copies_embeddings_every_kth_block_and_head(family):
+    texts, _, meta = _data("multilabel", 40)
+    tok = train_wordpiece(texts, 200, 32)
+    torch.manual_seed(1)
+    teacher = build_scratch_with_tokenizer({**TEACHER, "family": family, "layers": 4}, meta, tok, 32)
+    student, layers = student_from_teacher(teacher)
+    assert layers == copied_layers(4, 2) == [0, 2]
+    assert student.config.num_hidden_layers == 2 and student.config.hidden_size == teacher.config.hidden_size
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    non_block = [k for k in s_state if ".layer." not in k]
+    assert any("embeddings" in k for k in non_block) and any("classifier" in k for k in non_block)
+    for k in non_block:
+        assert torch.equal(s_state[k], t_state[k]), k
+    for i, t in enumerate(layers):
+        for (name, a), (_, b) in zip(encoder_blocks(student)[i].state_dict().items(),
+                                     encoder_blocks(teacher)[t].state_dict().items()):
+            assert torch.equal(a, b), (i, t, name)
+    # and nothing else: the student is exactly embeddings + copied blocks + head
+    assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
+
+
+def test_from_teacher_layers_are_checked():
+    texts, _, meta = _data("binary", 40)
+    teacher = build_scratch_with_tokenizer(TEACHER, meta, train_wordpiece(texts, 200, 32), 32)
+    assert student_from_teacher(teacher, 1)[1] == [0]
+    with pytest.raises(UserError, match="student.from_teacher_layers"):
+        student_from_teacher(teacher, 3)
+
+
+# --------------------------------------------------------------------------- the stage
+def test_distill_stage_multi_level_from_teacher_records_its_settings(repo, tmp_path):
+    data = tmp_path / "synthetic.csv"
+    synthetic_frame("binary", n=300).to_csv(data, index=False)
+    params = tiny_params(data)
+    params["teacher"].update(epochs=1)  # only the stage's wiring is under test here
+    params["distill"].update(method="multi_level", epochs=1, alpha=0.5, temperature=2.0)
+    params["student"].update(model="from_teacher", from_teacher_layers=1)
+    write_params(repo, params)
+    for stage in ("prepare", "train_teacher", "distill"):
+        result = run_stage(repo, stage)
+        assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((repo / "metrics" / "distill.json").read_text())
+    assert metrics["method"] == "multi_level" and metrics["alpha"] == 0.5 and metrics["temperature"] == 2.0
+    assert metrics["hidden_weight"] == 0.3 and metrics["attention_weight"] == 0.2
+    assert metrics["student_start"] == "from_teacher" and metrics["copied_teacher_layers"] == [0]
+    assert metrics["layer_map"] == [1] and metrics["projection_params"] == 0  # same width: no projection
+    teacher_tok = json.loads((repo / "models" / "teacher" / "tokenizer.json").read_text())
+    student_tok = json.loads((repo / "models" / "student" / "tokenizer.json").read_text())
+    assert student_tok["model"]["vocab"] == teacher_tok["model"]["vocab"]

@@ -1,0 +1,302 @@
+"""Pruning methods on tiny random-init models of every supported family: achieved sparsity, the
+Wanda rule, gradual schedules, structured shrinking, save / reload, and real speed."""
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from banglacompress.data import Encoded, make_loader
+from banglacompress.models import (PRUNED_SHAPES_KEY, SCRATCH_FAMILIES, build_model, count_params, encoder_blocks,
+                                   from_pretrained_pruned, save_model_dir)
+from banglacompress.prune import (PRUNE_METHODS, SCHEDULES, GradualPruner, _masks_from_scores, calibration_batches,
+                                  heal, input_sq_norms, prunable_layers, schedule_sparsity, start_pruning,
+                                  wanda_scores)
+from banglacompress.train import label_loss, predict_logits
+from conftest import TINY_ARCH, synthetic_frame, tiny_params, write_params, run_stage
+
+torch.set_num_threads(1)
+
+META = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1}
+FRAME = synthetic_frame("binary", n=200)
+TEXTS, Y = FRAME.Comments.tolist(), FRAME[["HateSpeech"]].to_numpy(np.float32)
+FAMILIES = list(SCRATCH_FAMILIES)
+
+
+def _model(family="bert", **arch):
+    torch.manual_seed(0)
+    model, tok = build_model("m", {"model": "scratch", "scratch": dict(TINY_ARCH, family=family, **arch)}, META,
+                             TEXTS, 32)
+    return model.eval(), tok
+
+
+def _data(tok):
+    return Encoded(tok, TEXTS[:150], Y[:150], 32), Encoded(tok, TEXTS[150:], None, 32)
+
+
+def _options(tok, train):
+    return dict(calib=calibration_batches(tok, TEXTS[:150], Y[:150], 32, n=64, batch_size=16), task="binary",
+                total_steps=len(make_loader(train, 16, shuffle=True)), frequency=3)
+
+
+def _heal(model, pruner, train, val, epochs=1):
+    return heal(model, pruner, train, val, Y[150:], task="binary", loss_fn=label_loss("binary", None),
+                epochs=epochs, batch_size=16, lr=0.01, patience=0)
+
+
+# --------------------------------------------------------------------------- every method, every family
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", list(PRUNE_METHODS))
+def test_every_method_hits_the_target_before_and_after_healing(family, method):
+    model, tok = _model(family, heads=4)
+    untouched = {n: p.clone() for n, p in model.named_parameters()
+                 if "embeddings" in n or "classifier" in n or "pooler" in n}
+    train, val = _data(tok)
+    pruner = start_pruning(model, method, 0.5, **_options(tok, train))
+    # Embeddings and the classification head are never pruned unless asked for (they train while healing).
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n], p) for n, p in untouched.items())
+    # gradual starts dense and reaches the target during fine-tuning; the others prune at once.
+    expected_now = 0.0 if method == "gradual" else 0.5
+    assert pruner.report(model)["sparsity"] == pytest.approx(expected_now, abs=0.01)
+    _heal(model, pruner, train, val)
+    report = pruner.report(model)
+    assert report["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert set(report["per_layer"]) == set(prunable_layers(model))
+    if method != "structured":
+        for n, layer in prunable_layers(model).items():
+            assert (layer.weight == 0).float().mean() > 0.2, n  # no layer escaped
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "gradual"])
+def test_head_and_embeddings_are_pruned_only_when_asked(method):
+    model, tok = _model()
+    train, _ = _data(tok)
+    plain = start_pruning(model, method, 0.5, **_options(tok, train))
+    assert not any("classifier" in n or "pooler" in n or "embeddings" in n for n in plain.names)
+    model, tok = _model()
+    asked = start_pruning(model, method, 0.5, include_head=True, include_embeddings=method != "wanda",
+                          **_options(tok, train))
+    assert "classifier" in asked.names and "bert.pooler.dense" in asked.names
+    assert ("bert.embeddings.word_embeddings" in asked.names) == (method != "wanda")
+
+
+# --------------------------------------------------------------------------- wanda
+def test_wanda_scores_match_a_hand_computed_example():
+    w = torch.tensor([[1.0, -2.0, 3.0],
+                      [4.0, 0.5, -1.0]])
+    # Calibration tokens (padding already excluded): feature norms ||X_j||_2 = 1, 4, 0.5.
+    x = torch.tensor([[1.0, 0.0, 0.3],
+                      [0.0, 4.0, 0.4]])
+    sq = x.pow(2).sum(0)
+    scores = wanda_scores(w, sq)
+    assert torch.allclose(scores, torch.tensor([[1.0, 8.0, 1.5],
+                                                [4.0, 2.0, 0.5]]))
+    mask = _masks_from_scores({"w": scores}, 1 / 3, "row")["w"]
+    # Per output row, the lowest |W|*||X||: row 0 drops column 0; row 1 drops column 2, although
+    # magnitude alone would drop column 1 (|0.5|): its input feature is large.
+    assert mask.tolist() == [[False, True, True], [True, True, False]]
+
+
+class _Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(4, 2)
+        self.lin = torch.nn.Linear(2, 2)
+        with torch.no_grad():
+            self.emb.weight.copy_(torch.tensor([[100.0, 100.0], [1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]))
+
+    def forward(self, input_ids, attention_mask):
+        return self.lin(self.emb(input_ids))
+
+
+def test_wanda_norms_exclude_padding():
+    batch = {"input_ids": torch.tensor([[1, 2, 0], [3, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 0], [1, 0, 0]])}
+    toy = _Toy()
+    sq = input_sq_norms(toy, {"lin": toy.lin}, [batch])["lin"]
+    # tokens 1, 2, 3: [1,2], [3,0], [0,1]; the pad embedding (100, 100) must not count.
+    assert sq.tolist() == [1.0 + 9.0, 4.0 + 1.0]
+
+
+def test_wanda_on_a_model_uses_the_first_blocks_real_inputs():
+    model, tok = _model()
+    calib = calibration_batches(tok, TEXTS[:150], Y[:150], 32, n=40, batch_size=8)
+    query = model.bert.encoder.layer[0].attention.self.query
+    with torch.no_grad():  # block 0 sees the embeddings' output, summed over non-padding tokens
+        sq = sum(model.bert.embeddings(input_ids=b["input_ids"])[b["attention_mask"].bool()].double().pow(2).sum(0)
+                 for b in calib)
+    expected = _masks_from_scores({"q": wanda_scores(query.weight, sq)}, 0.5, "row")["q"]
+    pruner = start_pruning(model, "wanda", 0.5, calib=calib)
+    assert torch.equal(pruner.masks["bert.encoder.layer.0.attention.self.query"], expected)
+    # Compared within each output row: every row loses exactly half its weights.
+    assert ((query.weight == 0).sum(1) == query.in_features // 2).all()
+
+
+# --------------------------------------------------------------------------- gradual
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_schedules_hit_their_endpoints_and_are_monotonic(schedule):
+    values = [schedule_sparsity(t, 0.8, 10, 110, schedule) for t in range(0, 131)]
+    assert values[0] == values[10] == 0.0
+    assert values[110] == values[130] == 0.8
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert 0.0 < values[60] < 0.8
+
+
+def test_cubic_schedule_is_zhu_and_gupta():
+    # s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n dt))^3
+    assert schedule_sparsity(50, 0.5, 0, 100, "cubic") == pytest.approx(0.5 - 0.5 * 0.5 ** 3)
+    assert schedule_sparsity(50, 0.5, 0, 100, "cubic") > schedule_sparsity(50, 0.5, 0, 100, "linear")
+
+
+def test_gradual_masks_change_only_on_pruning_steps_and_end_at_the_target():
+    model, _ = _model()
+    pruner = start_pruning(model, "gradual", 0.6, start_step=2, end_step=20, frequency=5, total_steps=25)
+    assert isinstance(pruner, GradualPruner)
+    seen = []
+    for step in range(1, 26):
+        pruner.after_step(model)
+        seen.append(pruner.report(model)["sparsity"])
+        pruner.check(model, f"step {step}")
+    changes = [i + 1 for i in range(1, len(seen)) if seen[i] != seen[i - 1]]
+    assert set(changes) <= {7, 12, 17, 20}
+    assert all(b >= a for a, b in zip(seen, seen[1:]))
+    assert seen[-1] == pytest.approx(0.6, abs=0.01)
+
+
+def test_gradual_never_restores_an_epoch_before_the_target():
+    model, tok = _model()
+    train, val = _data(tok)
+    steps = len(make_loader(train, 16, shuffle=True))
+    pruner = start_pruning(model, "gradual", 0.7, start_step=0, end_step=steps + 2, frequency=2,
+                           total_steps=3 * steps)
+    result = _heal(model, pruner, train, val, epochs=3)
+    assert result["epochs_run"] == 3 and len(result["history"]) == 3
+    assert pruner.report(model)["sparsity"] == pytest.approx(0.7, abs=0.01)
+
+
+def test_gradual_rejects_an_end_after_fine_tuning():
+    model, _ = _model()
+    with pytest.raises(Exception, match="end_step"):
+        start_pruning(model, "gradual", 0.5, end_step=50, total_steps=10)
+
+
+# --------------------------------------------------------------------------- structured
+@pytest.mark.parametrize("family", FAMILIES)
+def test_structured_shrinks_and_reloads_with_the_same_predictions(tmp_path, family):
+    model, tok = _model(family, heads=4, layers=2)
+    train, val = _data(tok)
+    before = count_params(model)["params"]
+    pruner = start_pruning(model, "structured", 0.5, **_options(tok, train))
+    _heal(model, pruner, train, val)
+    report = pruner.report(model)
+    assert report["heads_kept"] == [2, 2] and report["intermediate_kept"] == [32, 32]
+    assert count_params(model)["params"] < before
+    assert getattr(model.config, PRUNED_SHAPES_KEY) == {"heads": [2, 2], "intermediate": [32, 32]}
+    info = {"task": "binary", "label_names": ["HateSpeech"], "thresholds": [0.5], "max_length": 32}
+    save_model_dir(tmp_path, model, tok, info)
+    assert json.loads((tmp_path / "config.json").read_text())[PRUNED_SHAPES_KEY]["heads"] == [2, 2]
+    reloaded = from_pretrained_pruned(tmp_path)
+    assert count_params(reloaded)["params"] == count_params(model)["params"]
+    assert np.array_equal(predict_logits(model, val), predict_logits(reloaded, val))
+
+
+@pytest.mark.parametrize("importance", ["taylor", "weight"])
+def test_structured_removes_the_dead_head_and_neurons(importance):
+    model, tok = _model(heads=4, layers=1)
+    train, _ = _data(tok)
+    block = model.bert.encoder.layer[0]
+    d = block.attention.self.attention_head_size
+    with torch.no_grad():  # head 1 and FFN neurons 0..31 contribute nothing
+        for lin in (block.attention.self.query, block.attention.self.key, block.attention.self.value):
+            lin.weight[d: 2 * d] = 0
+            lin.bias[d: 2 * d] = 0
+        block.attention.output.dense.weight[:, d: 2 * d] = 0
+        block.intermediate.dense.weight[:32] = 0
+        block.output.dense.weight[:, :32] = 0
+    keep_q = torch.cat([block.attention.self.query.weight[:d], block.attention.self.query.weight[2 * d:]]).clone()
+    start_pruning(model, "structured", 0.25, ffn_sparsity=0.5, importance=importance, **_options(tok, train))
+    block = encoder_blocks(model)[0]
+    assert torch.equal(block.attention.self.query.weight, keep_q)  # heads 0, 2, 3 kept, in order
+    assert block.intermediate.dense.out_features == 32
+    assert (block.intermediate.dense.weight.abs().sum(1) > 0).all()
+
+
+def test_structured_attention_scope_keeps_the_ffn():
+    model, tok = _model(heads=4)
+    train, _ = _data(tok)
+    pruner = start_pruning(model, "structured", 0.5, scope="attention", **_options(tok, train))
+    assert pruner.report(model)["heads_kept"] == [2] and pruner.report(model)["intermediate_kept"] == [64]
+    assert pruner.report(model)["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+@torch.inference_mode()
+def test_structured_is_faster_on_a_fixed_input():
+    torch.set_num_threads(1)
+    texts = TEXTS * 2
+    torch.manual_seed(0)
+    arch = {"model": "scratch", "scratch": {"family": "bert", "layers": 4, "hidden": 256, "heads": 4, "ffn": 1024,
+                                            "vocab_size": 300}}
+    dense, tok = build_model("m", arch, META, texts, 64)
+    torch.manual_seed(0)
+    pruned, _ = build_model("m", arch, META, texts, 64)
+    start_pruning(pruned, "structured", 0.5, importance="weight")
+    dense.eval(), pruned.eval()
+    x = {"input_ids": torch.randint(5, len(tok), (1, 64)), "attention_mask": torch.ones(1, 64, dtype=torch.long)}
+    for _ in range(5):
+        dense(**x), pruned(**x)
+    times = {"dense": [], "pruned": []}
+    for i in range(60):  # interleaved, alternating order, so machine noise hits both alike
+        for name in (("dense", "pruned") if i % 2 else ("pruned", "dense")):
+            start = time.perf_counter()
+            (dense if name == "dense" else pruned)(**x)
+            times[name].append(time.perf_counter() - start)
+    speedup = np.median(times["dense"]) / np.median(times["pruned"])
+    print(f"structured 50%: {speedup:.2f}x")
+    assert speedup > 1.2, f"structured 50% is only {speedup:.2f}x faster"
+
+
+# --------------------------------------------------------------------------- the stage
+@pytest.fixture(scope="module")
+def student_repo(tmp_path_factory):
+    """A repo copy with prepared data, a teacher and a student (tiny), shared by the stage tests."""
+    import shutil
+    from conftest import ROOT
+    dest = tmp_path_factory.mktemp("prune_stage") / "repo"
+    dest.mkdir()
+    for item in ("stages", "banglacompress", "dvc.yaml", "params.yaml"):
+        src = ROOT / item
+        (shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy(src, dest / item))
+    data = dest / "synthetic.csv"
+    synthetic_frame("binary", n=600).to_csv(data, index=False)
+    write_params(dest, tiny_params(data))
+    for stage in ("prepare", "train_teacher", "distill"):
+        result = run_stage(dest, stage)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return dest
+
+
+@pytest.mark.parametrize("overrides", [
+    {"method": "structured", "kd_alpha": 0.5, "latency_samples": 10},
+    {"method": "gradual", "schedule": "cubic", "frequency": 5, "latency_samples": 10},
+    {"method": "wanda", "calib_samples": 64, "latency_samples": 10},
+], ids=lambda o: o["method"])
+def test_prune_stage_writes_honest_metrics(student_repo, overrides):
+    import yaml
+    params = yaml.safe_load((student_repo / "params.yaml").read_text())
+    params["prune"].update(overrides)
+    write_params(student_repo, params)
+    result = run_stage(student_repo, "prune")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((student_repo / "metrics" / "prune.json").read_text())
+    assert metrics["method"] == overrides["method"]
+    assert metrics["sparsity"] == pytest.approx(0.5, abs=0.01)
+    for key in ("size_bytes", "gzip_bytes", "latency_ms_p50", "student_latency_ms_p50"):
+        assert metrics[key] > 0
+    if overrides["method"] == "structured":
+        assert metrics["speedup_vs_student"] > 0 and metrics["size_bytes"] < metrics["student_size_bytes"]
+        assert metrics["heads_kept"] == [1]  # the tiny student has 2 heads
+    else:
+        assert metrics["speedup_vs_student"] is None  # unstructured zeros: no speedup claimed
+        assert metrics["gzip_bytes"] < metrics["student_gzip_bytes"]

@@ -1,0 +1,327 @@
+"""Quantization formats on tiny models: every method round-trips through load_artifact, agrees with
+FP32 on a trained model, is sized honestly; the final model directory and the predict command."""
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from banglacompress.data import Encoded
+from banglacompress.evaluate import artifact_size
+from banglacompress.export import OrtModel, write_final
+from banglacompress.models import build_model, count_params
+from banglacompress.predict import main as predict_main
+from banglacompress.quantize import (FP16_FILE, INT4_FILE, QUANT_METHODS, calibration_batches, count_stored_params,
+                                     load_artifact, read_quant_record, save_artifact)
+from banglacompress.scoring import agreement, decide, macro_f1, probabilities
+from banglacompress.train import fit, label_loss, predict_logits
+from conftest import ROOT, TINY_ARCH, run_stage, synthetic_frame, venv_env
+
+META = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1}
+FRAME = synthetic_frame("binary", n=400, seed=1)
+TEXTS, Y = FRAME.Comments.tolist(), FRAME[["HateSpeech"]].to_numpy(np.float32)
+TRAIN, VAL, TEST = slice(0, 240), slice(240, 320), slice(320, 400)
+INFO = {"task": "binary", "label_names": ["HateSpeech"], "thresholds": [0.5], "max_length": 32}
+ARCH = dict(TINY_ARCH, hidden=64, ffn=128)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+# Stated bounds: share of held-out decisions the reloaded artifact must share with FP32 (trained tiny
+# model), and the largest macro-F1 change allowed. 4-bit weights are the lossiest.
+MIN_AGREEMENT = {"none": 1.0, "onnx_fp32": 0.99, "fp16": 0.99, "dynamic": 0.97, "static": 0.97,
+                 "onnx_int8": 0.97, "int4": 0.95}
+MAX_F1_CHANGE = 0.05
+
+CASES = [(m, {}) for m in QUANT_METHODS] + [
+    ("dynamic", {"embeddings": True, "per_channel": True}), ("static", {"embeddings": True, "per_channel": False}),
+    ("int4", {"embeddings": True}), ("onnx_int8", {"embeddings": False, "per_channel": True}),
+    ("onnx_int8", {"embedding_bits": 4})]
+
+
+def _build(**arch):
+    torch.manual_seed(0)
+    return build_model("m", {"model": "scratch", "scratch": dict(ARCH, **arch)}, META, TEXTS[TRAIN], 32)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny model trained for a few epochs on marker-word data (so decisions have real margins)."""
+    model, tok = _build()
+    fit(model, Encoded(tok, TEXTS[TRAIN], Y[TRAIN], 32), Encoded(tok, TEXTS[VAL], None, 32), Y[VAL], task="binary",
+        loss_fn=label_loss("binary", None), epochs=4, batch_size=16, lr=0.003, patience=0)
+    return model.eval(), tok
+
+
+def _quantize(method, model, tok, **opts):
+    calib = calibration_batches(tok, TEXTS[TRAIN], 4, 16, 32) if QUANT_METHODS[method].calibrated else None
+    return QUANT_METHODS[method].quantize(model, calib, **opts)
+
+
+def _decisions(model, tok, rows=TEST):
+    return decide("binary", probabilities("binary", predict_logits(model, Encoded(tok, TEXTS[rows], None, 32))), [0.5])
+
+
+# --------------------------------------------------------------------------- round trip and agreement
+@pytest.mark.parametrize("method,opts", CASES, ids=[f"{m}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'default'}"
+                                                     for m, o in CASES])
+def test_round_trip_and_agreement_with_fp32(tmp_path, trained, method, opts):
+    model, tok = trained
+    ref = _decisions(model, tok)
+    assert macro_f1("binary", Y[TEST], ref) > 0.9  # the model learned the task: agreement is meaningful
+    quantized = _quantize(method, model, tok, **opts)
+    save_artifact(tmp_path, method, quantized, tok, INFO)
+    reloaded, tok2, info2 = load_artifact(tmp_path)
+    test = Encoded(tok2, TEXTS[TEST], None, 32)
+    assert np.allclose(predict_logits(quantized, test), predict_logits(reloaded, test), atol=1e-6)
+    assert info2 == INFO
+    got = _decisions(reloaded, tok2)
+    assert agreement("binary", ref, got) >= MIN_AGREEMENT[method]
+    assert abs(macro_f1("binary", Y[TEST], got) - macro_f1("binary", Y[TEST], ref)) <= MAX_F1_CHANGE
+    if method != "none":
+        record = read_quant_record(tmp_path)
+        assert record["method"] == method and record["options"] == QUANT_METHODS[method].resolve(opts)
+        assert set(record["files"]) == {f.name for f in tmp_path.iterdir()}
+
+
+def test_static_quantizes_every_linear_and_lists_what_stays_fp32(tmp_path, trained):
+    model, tok = trained
+    save_artifact(tmp_path, "static", _quantize("static", model, tok), tok, INFO)
+    fp32 = read_quant_record(tmp_path)["fp32_modules"]
+    linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and not set(linears) & set(fp32)
+    assert "bert.embeddings.word_embeddings" in fp32 and any("LayerNorm" in n for n in fp32)
+    save_artifact(tmp_path / "e", "static", _quantize("static", model, tok, embeddings=True), tok, INFO)
+    assert "bert.embeddings.word_embeddings" not in read_quant_record(tmp_path / "e")["fp32_modules"]
+
+
+def test_static_without_calibration_warns(trained):
+    model, _ = trained
+    with pytest.warns(UserWarning, match="calibrating on random token ids"):
+        QUANT_METHODS["static"].quantize(model)
+
+
+def test_onnx_lists_fp32_nodes_and_quantizes_the_embeddings(tmp_path, trained):
+    model, tok = trained
+    save_artifact(tmp_path / "q", "onnx_int8", _quantize("onnx_int8", model, tok), tok, INFO)
+    save_artifact(tmp_path / "n", "onnx_int8", _quantize("onnx_int8", model, tok, embeddings=False), tok, INFO)
+    with_emb, without = read_quant_record(tmp_path / "q")["fp32_modules"], read_quant_record(tmp_path / "n")["fp32_modules"]
+    assert any("LayerNorm" in n for n in with_emb) and not any("Gather" in n for n in with_emb)
+    assert any("Gather" in n for n in without)
+    tables = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))  # word, position, type
+    saved = artifact_size(tmp_path / "n")["size_bytes"] - artifact_size(tmp_path / "q")["size_bytes"]
+    assert 2.5 * tables < saved < 3.05 * tables  # INT8 tables: ~3 of 4 bytes per embedding weight saved
+
+
+def test_onnx_four_bit_embedding_table(tmp_path, trained):
+    """embedding_bits=4: the word-embedding table is stored at 4 bits + one FP16 scale per 32 values."""
+    model, tok = trained
+    save_artifact(tmp_path / "8", "onnx_int8", _quantize("onnx_int8", model, tok), tok, INFO)
+    save_artifact(tmp_path / "4", "onnx_int8", _quantize("onnx_int8", model, tok, embedding_bits=4), tok, INFO)
+    table = model.get_input_embeddings().weight.numel()
+    saved = artifact_size(tmp_path / "8")["size_bytes"] - artifact_size(tmp_path / "4")["size_bytes"]
+    assert 0.40 * table < saved < 0.45 * table  # 1 byte -> 0.5 + 2/32 bytes per value
+    import onnx
+
+    graph = onnx.load(tmp_path / "4" / "model.onnx").graph
+    assert [n.op_type for n in graph.node].count("GatherBlockQuantized") == 1
+
+
+def test_fp16_on_cpu_warns_and_computes_in_fp32(tmp_path, trained):
+    model, tok = trained
+    with pytest.warns(UserWarning, match="computed in FP32"):
+        save_artifact(tmp_path, "fp16", QUANT_METHODS["fp16"].quantize(model), tok, INFO)
+    with pytest.warns(UserWarning, match="computed in FP32"):
+        reloaded, _, _ = load_artifact(tmp_path)
+    assert all(p.dtype == torch.float32 for p in reloaded.parameters())
+    assert read_quant_record(tmp_path)["fp32_modules"] == []
+    save_artifact(tmp_path / "f", "none", model, tok, INFO)
+    ratio = (tmp_path / FP16_FILE).stat().st_size / (tmp_path / "f" / "model.safetensors").stat().st_size
+    assert 0.49 < ratio < 0.52
+
+
+# --------------------------------------------------------------------------- size accounting
+@pytest.mark.parametrize("method,opts", [("dynamic", {}), ("static", {}), ("int4", {}), ("onnx_int8", {}),
+                                         ("onnx_int8", {"embedding_bits": 4})])
+def test_stored_params_count_packed_weights(tmp_path, trained, method, opts):
+    model, tok = trained
+    dense = count_params(model)["params"]
+    save_artifact(tmp_path, method, _quantize(method, model, tok, embeddings=True, **opts), tok, INFO)
+    reloaded, _, _ = load_artifact(tmp_path)
+    assert count_stored_params(reloaded)["params"] == dense
+    assert sum(p.numel() for p in reloaded.parameters()) < dense  # packed weights are not (full) parameters
+
+
+def test_int4_is_really_four_bits_on_disk(tmp_path):
+    """NF4: two weights per byte plus block scales; larger layers use double-quantized scales."""
+    model, tok = _build(ffn=1024)  # 64x1024 FFN layers: large enough for double quantization
+    quantized = QUANT_METHODS["int4"].quantize(model)
+    save_artifact(tmp_path / "q", "int4", quantized, tok, INFO)
+    save_artifact(tmp_path / "f", "none", model, tok, INFO)
+    record = read_quant_record(tmp_path / "q")
+    ffn = [n for n in record["int4_modules"] if "intermediate" in n or "output.dense" in n]
+    assert ffn and "classifier" not in record["int4_modules"] and "classifier" in record["fp32_modules"]
+    assert 4.0 <= record["int4_bits_per_weight"] < 4.7
+    # The bytes on disk: the safetensors file really holds uint8-packed weights, half a byte each.
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "q" / INT4_FILE, "pt") as f:
+        for name in record["int4_modules"]:
+            w = f.get_tensor(f"{name}.weight")
+            assert w.dtype == torch.uint8 and w.numel() * 2 == model.get_submodule(name).weight.numel()
+    four_bit = record["int4_weights"]
+    saved = artifact_size(tmp_path / "f")["size_bytes"] - artifact_size(tmp_path / "q")["size_bytes"]
+    assert 3.3 * four_bit < saved < 3.55 * four_bit  # 4 bytes -> ~0.55 bytes per 4-bit weight
+
+
+# --------------------------------------------------------------------------- ONNX Runtime wrapper
+def test_ort_model_has_the_torch_call_interface(trained):
+    model, tok = trained
+    ort_model = QUANT_METHODS["onnx_fp32"].quantize(model)
+    assert isinstance(ort_model, OrtModel) and list(ort_model.parameters()) == [] and ort_model.eval() is ort_model
+    batch = tok(TEXTS[:5], padding=True, return_tensors="pt")
+    out = ort_model(**batch)  # token_type_ids (all 0) accepted
+    assert torch.allclose(out.logits, model(**batch).logits, atol=1e-4)
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            ort_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            assert ort_model._session_threads == n  # follows torch, so timings compare like with like
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="token_type_ids"):
+        ort_model(input_ids=batch["input_ids"], token_type_ids=torch.ones_like(batch["input_ids"]))
+
+
+# --------------------------------------------------------------------------- final model and predict
+SUMMARY = {"task": "binary", "test_rows": 80, "threads": 2, "latency_samples": 20,
+           "stages": {"teacher": {"macro_f1": 0.9123, "size_bytes": 4_000_000, "latency_ms_p50": 8.0,
+                                  "compression": 1.0, "speedup": 1.0},
+                      "quantized": {"macro_f1": 0.9012, "size_bytes": 250_000, "latency_ms_p50": 1.0,
+                                    "compression": 16.0, "speedup": 8.0, "agreement_with_teacher": 0.97}}}
+FINAL_FORMATS = ["none", "dynamic", "static", "fp16", "int4", "onnx_int8"]
+
+
+def _final(tmp_path, trained, method):
+    model, tok = trained
+    save_artifact(tmp_path / "q", method, _quantize(method, model, tok), tok, INFO)
+    write_final(tmp_path / "q", tmp_path / "final", summary=SUMMARY, data={"splits": {"test": {"rows": 80}}},
+                dataset="synthetic.csv")
+    return tmp_path / "final"
+
+
+def _run_predict(argv, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = predict_main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("method", FINAL_FORMATS)
+def test_final_model_loads_and_predict_matches_it(tmp_path, trained, capsys, method):
+    final = _final(tmp_path, trained, method)
+    card = (final / "README.md").read_text(encoding="utf-8")
+    assert "0.9012" in card and "16.0×" in card and "load_artifact" in card and "banglacompress.predict" in card
+    model, tok, info = load_artifact(final)
+    texts = TEXTS[TEST][:10]
+    probs = probabilities("binary", predict_logits(model, Encoded(tok, texts, None, 32)))[:, 0]
+    code, out, _ = _run_predict(["--model", str(final), "--format", "jsonl", *texts], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["text"] for r in rows] == texts
+    assert np.allclose([r["prob_HateSpeech"] for r in rows], probs, atol=1e-5)
+    assert [r["HateSpeech"] for r in rows] == [int(p >= info["thresholds"][0]) for p in probs]
+
+
+def test_predict_csv_column_to_csv_and_jsonl(tmp_path, trained, capsys):
+    final = _final(tmp_path, trained, "onnx_int8")
+    texts = TEXTS[TEST][:7] + ["", "hello world, this is English", "  ", "১২৩ !!!", "😀"]
+    pd.DataFrame({"id": range(len(texts)), "Comments": texts}).to_csv(tmp_path / "in.csv", index=False)
+    code, out, err = _run_predict(["--model", str(final), "--csv", str(tmp_path / "in.csv"), "--column", "Comments",
+                                   "--batch-size", "4"], capsys)
+    assert code == 0, err
+    df = pd.read_csv(io.StringIO(out), keep_default_na=False)
+    assert list(df.columns) == ["text", "HateSpeech", "prob_HateSpeech"] and len(df) == len(texts)
+    assert set(df.HateSpeech) <= {0, 1} and df.prob_HateSpeech.between(0, 1).all()
+    code, _, _ = _run_predict(["--model", str(final), "--csv", str(tmp_path / "in.csv"), "--column", "Comments",
+                               "--format", "jsonl", "-o", str(tmp_path / "out.jsonl")], capsys)
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert code == 0 and len(rows) == len(texts) and rows[-1]["text"] == "😀"
+    # Different batch sizes: dynamic INT8 quantizes activations with one scale per batch, so the
+    # batch's other rows move probabilities slightly (not decisions, here).
+    assert np.allclose([r["prob_HateSpeech"] for r in rows], df.prob_HateSpeech, atol=2e-3)
+
+
+def test_predict_reads_stdin(tmp_path, trained, capsys, monkeypatch):
+    final = _final(tmp_path, trained, "dynamic")
+    code, out, _ = _run_predict(["--model", str(final)], capsys, stdin="আমি ভালো\n\nplain latin\n",
+                                monkeypatch=monkeypatch)
+    assert code == 0 and len(pd.read_csv(io.StringIO(out), keep_default_na=False)) == 3
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "{tmp}/missing", "text"], "model directory {tmp}/missing not found"),
+    (["--model", "{final}", "--csv", "{tmp}/nope.csv", "--column", "x"], "nope.csv not found"),
+    (["--model", "{final}", "--csv", "{tmp}/in.csv", "--column", "body"], "has no column 'body'"),
+    (["--model", "{final}", "--csv", "{tmp}/in.csv"], "choose one with --column"),
+    (["--model", "{final}", "--batch-size", "0", "x"], "--batch-size must be at least 1"),
+])
+def test_predict_bad_input_is_one_line_and_exit_2(tmp_path, trained, capsys, argv, message):
+    final = _final(tmp_path, trained, "none")
+    pd.DataFrame({"a": ["x"], "b": ["y"]}).to_csv(tmp_path / "in.csv", index=False)
+    fill = {"tmp": str(tmp_path), "final": str(final)}
+    code, out, err = _run_predict([a.format(**fill) for a in argv], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: predict: ") and message.format(**fill) in err
+
+
+def test_predict_module_entry_point_exit_code(tmp_path):
+    """`python -m banglacompress.predict` exits 2 with one line when the model directory is missing."""
+    proc = subprocess.run([sys.executable, "-m", "banglacompress.predict", "--model", str(tmp_path / "nope"), "x"],
+                          cwd=ROOT, env=venv_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "not found" in proc.stderr
+
+
+def test_export_stage_writes_final_model(repo, trained):
+    model, tok = trained
+    save_artifact(repo / "models" / "quantized", "onnx_int8", _quantize("onnx_int8", model, tok), tok, INFO)
+    proc = run_stage(repo, "export")
+    assert proc.returncode == 2 and "metrics/summary.json not found" in proc.stderr  # evaluate has not run
+    (repo / "metrics").mkdir()
+    (repo / "metrics" / "summary.json").write_text(json.dumps(SUMMARY))
+    proc = run_stage(repo, "export")
+    assert proc.returncode == 0, proc.stderr
+    assert (repo / "models" / "final" / "README.md").exists() and (repo / "models" / "final" / "model.onnx").exists()
+    assert json.loads((repo / "metrics" / "export.json").read_text())["method"] == "onnx_int8"
+
+
+# --------------------------------------------------------------------------- GPU paths
+@CUDA
+def test_fp16_runs_in_half_on_cuda(tmp_path, trained):
+    model, tok = trained
+    gpu = QUANT_METHODS["fp16"].quantize(model.to("cuda"))
+    model.to("cpu")
+    assert next(gpu.parameters()).dtype == torch.float16
+    save_artifact(tmp_path, "fp16", gpu, tok, INFO)
+    reloaded, _, _ = load_artifact(tmp_path, device="cuda")
+    assert next(reloaded.parameters()).dtype == torch.float16 and next(reloaded.parameters()).is_cuda
+    test = Encoded(tok, TEXTS[TEST], None, 32)
+    assert np.allclose(predict_logits(gpu, test), predict_logits(reloaded, test), atol=1e-3)
+    assert agreement("binary", _decisions(model, tok), _decisions(reloaded, tok)) >= MIN_AGREEMENT["fp16"]
+
+
+@CUDA
+def test_int4_round_trip_on_cuda(tmp_path, trained):
+    model, tok = trained
+    gpu = QUANT_METHODS["int4"].quantize(model.to("cuda"), embeddings=True)
+    model.to("cpu")
+    save_artifact(tmp_path, "int4", gpu, tok, INFO)
+    reloaded, _, _ = load_artifact(tmp_path, device="cuda")
+    assert next(reloaded.parameters()).is_cuda
+    test = Encoded(tok, TEXTS[TEST], None, 32)
+    assert np.allclose(predict_logits(gpu, test), predict_logits(reloaded, test), atol=1e-5)
+    assert agreement("binary", _decisions(model, tok), _decisions(reloaded, tok)) >= MIN_AGREEMENT["int4"]
