@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup data repro test report clean
+.PHONY: setup data repro test report bench robust experiments clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -21,6 +21,19 @@ repro: data
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Full pipeline on two real datasets + TF-IDF and predecessor-style baselines -> bench/RESULTS.md
+bench: setup
+	$(PY) bench/run_bench.py
+
+# Bad-input and kill-and-recover cases -> bench/ROBUSTNESS.md
+robust: setup
+	$(PY) scripts/robust.py
+
+# Queue the planned experiments (scripts/queue_experiments.py) as named DVC experiments; nothing runs
+# until `dvc queue start -j 1`. ONLY="kd_v1 kd_v2" queues some; DRY_RUN=1 prints the commands.
+experiments: setup
+	$(PY) scripts/queue_experiments.py $(if $(ONLY),--only $(ONLY)) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf data/prepared models

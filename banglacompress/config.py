@@ -1,10 +1,12 @@
-"""Params, user errors, atomic outputs and the wrapper every stage script runs under."""
+"""Params, user errors, atomic outputs, the wrapper every stage script runs under, and the pipeline
+variants (which compression stages apply)."""
 from __future__ import annotations
 
 import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -17,12 +19,22 @@ class UserError(Exception):
     """Bad input or bad params: printed as one line, exit code 2, no traceback."""
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML (YAML 1.1) reads `2e-05` as a string, and that is how DVC (ruamel, YAML 1.2) writes the
+    float of `dvc exp run -S teacher.lr=2e-5` into params.yaml: read it as the float it is."""
+
+
+ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} not found: run the stage from the repository root")
     with open(path, encoding="utf-8") as f:
-        params = yaml.safe_load(f) or {}
+        params = yaml.load(f, Loader=ParamsLoader) or {}
     if not isinstance(params, dict):
         raise UserError(f"{path} must be a YAML mapping of stage groups")
     return params
@@ -76,6 +88,24 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """A killed run (SIGKILL skips every cleanup) leaves .<name>.tmp-<pid>; drop those of dead processes."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            _remove(tmp)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, *, is_dir: bool = True):
     """Yield a temporary sibling path; move it onto `path` only if the block succeeds.
@@ -84,6 +114,7 @@ def atomic_output(path: str | Path, *, is_dir: bool = True):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     if is_dir:
@@ -114,3 +145,53 @@ def read_json(path: str | Path):
     path = Path(path)
     require(path.exists(), f"{path} not found: run the stage that writes it first (dvc repro)")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# Pipeline variants (params.yaml `pipeline:`): which compression stages apply. The predecessor's names.
+PIPELINES = {
+    "baseline": (),
+    "kd_only": ("distill",),
+    "prune_only": ("prune",),
+    "quant_only": ("quantize",),
+    "kd_prune": ("distill", "prune"),
+    "kd_quant": ("distill", "quantize"),
+    "prune_quant": ("prune", "quantize"),
+    "kd_prune_quant": ("distill", "prune", "quantize"),
+}
+DEFAULT_PIPELINE = "kd_prune_quant"
+
+
+def pipeline_name(params: dict) -> str:
+    name = params.get("pipeline", DEFAULT_PIPELINE)
+    check_choice("pipeline", name, PIPELINES)
+    return name
+
+
+COMPRESSION_STAGES = ("distill", "prune", "quantize")
+
+
+def stage_enabled(params: dict, stage: str) -> bool:
+    """Whether the pipeline variant applies `stage` (distill, prune or quantize)."""
+    assert stage in COMPRESSION_STAGES, stage  # a misspelt stage would otherwise read as "left out"
+    return stage in PIPELINES[pipeline_name(params)]
+
+
+def pass_through(params: dict, stage: str, src: str | Path, dst: str | Path, metrics: str | Path,
+                 plots: str | Path | None = None) -> None:
+    """A stage the pipeline variant leaves out: `dst` becomes a byte-for-byte copy of its input model.
+
+    Every stage still writes all its DVC outputs, so the DAG is the same for every variant and DVC
+    caches what it can. The plots directory gets a note rather than staying empty: git does not keep
+    empty directories, so an experiment commit would lose it and DVC would report it deleted."""
+    src = Path(src)
+    require(src.is_dir(), f"model directory {src} not found: run the stage that writes it first (dvc repro)")
+    name = pipeline_name(params)
+    record = {"skipped": True, "pipeline": name,
+              "reason": f"pipeline={name} leaves out {stage}: {dst} is a copy of {src}"}
+    with atomic_output(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    if plots is not None:
+        with atomic_output(plots) as tmp:
+            (tmp / "skipped.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(metrics, record)
+    print(f"[{stage}] skipped: {record['reason']}", file=sys.stderr)

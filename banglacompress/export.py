@@ -262,10 +262,11 @@ def model_card(info: dict, record: dict | None, summary: dict | None, data: dict
     what it is for, and how to load it."""
     method = (record or {}).get("method", "none")
     labels = ", ".join(info["label_names"])
-    lines = ["# Bangla hate-speech classifier (compressed)", "",
-             f"A {info['task']} classifier over Bangla comments (labels: {labels}), distilled from a "
-             "larger teacher, pruned and quantized by this repository's DVC pipeline "
-             "(prepare → train_teacher → distill → prune → quantize → evaluate → export).", "",
+    lines = [f"# Bangla comment classifier, compressed ({labels})", "",
+             f"A {info['task']} classifier over Bangla comments (labels: {labels}), made by this repository's "
+             f"DVC pipeline `{(summary or {}).get('pipeline', 'kd_prune_quant')}` (prepare → train_teacher → "
+             f"distill → prune → quantize → evaluate → export; stages the variant leaves out pass their model "
+             f"through). This directory is the `{(summary or {}).get('final', 'quantized')}` row below.", "",
              "## Format", "",
              f"- quantization: `{method}` — {(record or {}).get('weights', 'FP32 safetensors (no quantization)')}",
              *([f"- options: {json.dumps(record.get('options', {}))}"] if record else []),
@@ -300,7 +301,7 @@ def model_card(info: dict, record: dict | None, summary: dict | None, data: dict
                          f"{_fmt(row.get('size_bytes'), 'bytes')} | {_fmt(row.get('latency_ms_p50'), 'ms')} | "
                          f"{_fmt(row.get('throughput_per_s'), 'ms')} | {_fmt(row.get('compression'), 'x')} | "
                          f"{_fmt(row.get('speedup'), 'x')} | {_fmt(row.get('agreement_with_teacher'))} |")
-        lines += ["", "`quantized` is this model. Sizes are bytes on disk of the whole directory as shipped "
+        lines += ["", f"`{summary.get('final', 'quantized')}` is this model. Sizes are bytes on disk of the whole directory as shipped "
                   "(weights, config, tokenizer).", ""]
     else:
         lines += ["## Results", "", "No `metrics/summary.json` was available when this directory was written.", ""]

@@ -216,6 +216,9 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="*",
                     help="train every config once per seed and report the mean (default: params.yaml's seed)")
     ap.add_argument("--wait", type=float, default=3600, help="seconds to wait for the teacher to appear")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows already in OUT.json (same teacher digest required) and add these configs; "
+                         "carried-over rows keep their scores but get no latency (their models are gone)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -269,6 +272,16 @@ def run(args, params: dict, work: Path) -> None:
            "rows": rows, "latency_threads": args.threads, "latency_samples": None}
     paths = {"teacher": teacher_dir}
     out_path = Path(args.out)
+    if args.merge and out_path.with_suffix(".json").exists():
+        previous = json.loads(out_path.with_suffix(".json").read_text(encoding="utf-8"))
+        if previous["teacher_digest"] != out["teacher_digest"]:
+            sys.exit(f"--merge: {out_path}.json was made with teacher {previous['teacher_digest']}, not "
+                     f"{out['teacher_digest']}; rerun every config instead")
+        for name, row in previous["rows"].items():
+            if name not in rows and name not in configs:
+                rows[name] = {k: v for k, v in row.items() if "latency" not in k and "speedup" not in k
+                              and "throughput" not in k}
+        out["merged_from_earlier_run"] = sorted(set(previous["rows"]) - set(configs) - {"teacher"})
     for name, cfg in configs.items():
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         runs = []
@@ -337,6 +350,10 @@ def markdown(out: dict) -> str:
              "Every student: params.yaml's `student` group (same architecture, same seed(s)) and `distill` group "
              "(epochs, lr, patience); only the KD settings differ. Best epoch and thresholds chosen on val; test "
              "scored once per student. `logit` is the same run as `kd_v2` (method logit at alpha 0.7, T 4).",
+             *([f"Rows {', '.join(out['merged_from_earlier_run'])} come from an earlier run with the same teacher "
+                "and splits (`--merge`); their models were not kept, so they have no latency cells. Every student "
+                "has the same architecture, so the latency of the students timed here applies to them."]
+               if out.get("merged_from_earlier_run") else []),
              "Loss: (1 - alpha) * hard + alpha * T^2 * KL(soft logits) + hidden_weight * hidden MSE (projected, "
              "padding masked) + attention_weight * attention "
              f"{out['base_distill_params'].get('attention_loss', 'kl').upper()} (padding masked, heads averaged).",

@@ -3,7 +3,8 @@ and attention maps per batch for the feature methods). The formula is in banglac
 import _path  # noqa: F401
 import torch
 
-from banglacompress.config import atomic_output, load_params, log_config, stage_main, write_json
+from banglacompress.config import atomic_output, load_params, log_config, pass_through, stage_enabled, stage_main, \
+    write_json
 from banglacompress.data import Encoded, class_weights, load_split
 from banglacompress.distill import METHOD_FEATURES, build_kd, build_student, check_distill_params, check_teacher
 from banglacompress.models import count_params, load_model_dir
@@ -14,6 +15,9 @@ from banglacompress.train import check_fit_options, fit, fit_options, open_live,
 @stage_main
 def main():
     params = load_params()
+    if not stage_enabled(params, "distill"):
+        return pass_through(params, "distill", "models/teacher", "models/student", "metrics/distill.json",
+                            plots="plots/distill")
     cfg, student_cfg, seed = params["distill"], params["student"], params["seed"]
     max_length = params["data"]["max_length"]
     log_config("distill", {"distill": cfg, "student": student_cfg})

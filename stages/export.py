@@ -16,7 +16,8 @@ def main():
     data = read_json("metrics/data.json") if Path("metrics/data.json").exists() else None
     result = write_final("models/quantized", "models/final", summary=summary, data=data,
                          dataset=Path(params["data"]["path"]).name)
-    final = summary.get("stages", {}).get("quantized", {})
+    # models/quantized is the last model the pipeline variant made (a left-out stage passes its input on).
+    final = summary.get("stages", {}).get(summary.get("final", "quantized"), {})
     write_json("metrics/export.json", {**result, "test_macro_f1": final.get("macro_f1"),
                                        "compression_vs_teacher": final.get("compression"),
                                        "speedup_vs_teacher": final.get("speedup")})

@@ -4,7 +4,8 @@ import _path  # noqa: F401
 import numpy as np
 import torch
 
-from banglacompress.config import atomic_output, load_params, log_config, require, stage_main, write_json
+from banglacompress.config import atomic_output, load_params, log_config, pass_through, require, stage_enabled, \
+    stage_main, write_json
 from banglacompress.data import Encoded, class_weights, load_split, make_loader
 from banglacompress.distill import logit_kd
 from banglacompress.evaluate import artifact_size, measure_speed
@@ -17,6 +18,9 @@ from banglacompress.train import check_fit_options, fit_options, label_loss, ope
 @stage_main
 def main():
     params = load_params()
+    if not stage_enabled(params, "prune"):
+        return pass_through(params, "prune", "models/student", "models/pruned", "metrics/prune.json",
+                            plots="plots/prune")
     cfg, seed, max_length = params["prune"], params["seed"], params["data"]["max_length"]
     log_config("prune", cfg)
     check_prune_params(cfg)

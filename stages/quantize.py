@@ -4,8 +4,8 @@ agree with FP32 on at least quantize.min_agreement of the rows. Test is left to 
 import _path  # noqa: F401
 import numpy as np
 
-from banglacompress.config import atomic_output, check_choice, check_range, load_params, log_config, require, \
-    stage_main, write_json
+from banglacompress.config import atomic_output, check_choice, check_range, load_params, log_config, pass_through, \
+    require, stage_enabled, stage_main, write_json
 from banglacompress.data import Encoded, load_split
 from banglacompress.evaluate import artifact_size, test_scores
 from banglacompress.quantize import QUANT_METHODS, calibration_batches, count_stored_params, load_artifact, \
@@ -32,6 +32,8 @@ def check_quantize_params(cfg: dict) -> None:
 @stage_main
 def main():
     params = load_params()
+    if not stage_enabled(params, "quantize"):  # models/quantized stays FP32: load_artifact reads it as such
+        return pass_through(params, "quantize", "models/pruned", "models/quantized", "metrics/quantize.json")
     cfg, max_length, seed = params["quantize"], params["data"]["max_length"], params.get("seed", 42)
     log_config("quantize", cfg)
     check_quantize_params(cfg)

@@ -80,10 +80,8 @@ def venv_env() -> dict:
     return env
 
 
-@pytest.fixture
-def repo(tmp_path):
-    """A throw-away copy of the project (code, dvc.yaml, params) to run stages and DVC in."""
-    dest = tmp_path / "repo"
+def copy_project(dest: Path) -> Path:
+    """Copy the project's code, dvc.yaml and params into `dest` (no data, models or metrics)."""
     dest.mkdir()
     for item in ("stages", "banglacompress", "dvc.yaml", "params.yaml", ".gitignore"):
         src = ROOT / item
@@ -94,10 +92,16 @@ def repo(tmp_path):
     return dest
 
 
+@pytest.fixture
+def repo(tmp_path):
+    """A throw-away copy of the project (code, dvc.yaml, params) to run stages and DVC in."""
+    return copy_project(tmp_path / "repo")
+
+
 def write_params(repo_dir: Path, params: dict) -> None:
     (repo_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
 
 
-def run_stage(repo_dir: Path, stage: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo_dir, env=venv_env(),
+def run_stage(repo_dir: Path, stage: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=repo_dir, env=env or venv_env(),
                           capture_output=True, text=True, timeout=timeout)

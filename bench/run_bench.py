@@ -1,0 +1,279 @@
+"""`make bench`: the default pipeline on real datasets, against what users would pick instead.
+
+For each dataset it runs every stage script of the pipeline with the default params (in a scratch
+copy of the project under bench/work/<dataset>, so the repo's own DVC outputs are untouched),
+recording wall time and peak memory per stage. Then, on the same prepared splits:
+  - the predecessor-style model: the same distilled student (KD alpha 0.7, T 4), magnitude 0.5
+    (global, fine-tuned, no teacher in healing) and dynamic INT8 -- the seed settings;
+  - the classical baseline: TF-IDF char 2-5-grams + logistic regression, threshold tuned on val.
+Finally every artifact is scored once on test and timed in one process: the transformer models
+interleaved (batch 1 p50/p95, batch-32 throughput, same threads); TF-IDF right after, same texts,
+same threads (its time includes featurisation: it has no separate tokenizer).
+
+    .venv/bin/python bench/run_bench.py                        # both datasets (~25 min on 2 cores)
+    .venv/bin/python bench/run_bench.py --datasets hatespeech  # one
+
+Writes bench/RESULTS.md and bench/results.json. Nothing is tuned on test."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import os
+import pickle
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared" / "data"
+DATASETS = {
+    "hatespeech": {"path": SHARED / "hatespeech_binary.csv", "text_column": "Comments",
+                   "label_columns": ["HateSpeech"]},
+    "cyberbully": {"path": SHARED / "cyberbully_multilabel.csv", "text_column": "comment",
+                   "label_columns": ["bully", "sexual", "religious", "threat", "spam"]},
+}
+PIPELINE = ["prepare", "train_teacher", "distill", "prune", "quantize", "evaluate", "export"]
+PREDECESSOR = {"prune": {"method": "magnitude", "sparsity": 0.5, "granularity": "global", "kd_alpha": 0.0},
+               "quantize": {"method": "dynamic"}}
+TARGETS = {"f1_retained": 0.97, "compression": 15.0, "speedup": 4.0, "repro_minutes": 20.0}
+CODE = ("stages", "banglacompress", "dvc.yaml", "params.yaml")
+
+
+def make_workdir(work: Path, params: dict, share_from: Path | None = None) -> None:
+    """A scratch copy of the project; `share_from` lends its prepared data and teacher/student."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    for item in CODE:
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    if share_from is not None:
+        for item in ("data/prepared", "models/teacher", "models/student"):
+            shutil.copytree(share_from / item, work / item)
+
+
+def run_stage(work: Path, stage: str) -> dict:
+    """Run one stage script; wall seconds and the peak resident memory of its process (wait4)."""
+    log = work / "logs" / f"{stage}.log"
+    log.parent.mkdir(exist_ok=True)
+    env = {**os.environ, "CI": "true", "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, f"stages/{stage}.py"], cwd=work, env=env, stdout=out, stderr=out)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench: stage {stage} failed in {work}; see {log}:\n{log.read_text()[-2000:]}")
+    print(f"[bench] {work.name}/{stage}: {seconds:.1f}s, peak {usage.ru_maxrss / 1024:.0f} MB", flush=True)
+    return {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def run_pipeline(name: str, spec: dict, base: dict) -> tuple[Path, Path, dict]:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(path=str(spec["path"]), text_column=spec["text_column"],
+                          label_columns=spec["label_columns"])
+    work = base / name
+    make_workdir(work, params)
+    stages = {stage: run_stage(work, stage) for stage in PIPELINE}
+    for group, overrides in PREDECESSOR.items():
+        params[group].update(overrides)
+    pred = base / f"{name}_predecessor"
+    make_workdir(pred, params, share_from=work)
+    stages.update({f"predecessor_{s}": run_stage(pred, s) for s in ("prune", "quantize")})
+    return work, pred, stages
+
+
+def tfidf_row(prepared: Path, sample: list[str], threads: int) -> dict:
+    """The classical baseline scored on test, its pickled size, and its own batch-1 / batch-32 timing."""
+    from threadpoolctl import threadpool_limits
+
+    from banglacompress.baseline import evaluate_baseline, fit_tfidf_lr, predict_proba
+    from banglacompress.data import load_split
+
+    splits, meta = {}, None
+    for split in ("train", "val", "test"):
+        texts, y, meta = load_split(prepared, split)
+        splits[split] = (texts, y)
+    result = evaluate_baseline(meta["task"], meta["label_names"], splits)
+    vectorizer, model = fit_tfidf_lr(meta["task"], *splits["train"])
+    blob = pickle.dumps((vectorizer, model))
+    import gzip
+
+    with threadpool_limits(threads):
+        times = []
+        for text in sample:
+            start = time.perf_counter()
+            predict_proba(meta["task"], vectorizer, model, [text])
+            times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for i in range(0, len(sample), 32):
+            predict_proba(meta["task"], vectorizer, model, sample[i: i + 32])
+        batch_seconds = time.perf_counter() - start
+    return {"stage": "tfidf_logreg", "macro_f1": result["macro_f1"], "per_label": result["per_label"],
+            "size_bytes": len(blob), "gzip_bytes": len(gzip.compress(blob, 6)),
+            "params": int(sum(getattr(e, "coef_", np.zeros(0)).size for e in
+                              (getattr(model, "estimators_", None) or [model]))),
+            "latency_ms_p50": float(np.percentile(times, 50) * 1e3),
+            "latency_ms_p95": float(np.percentile(times, 95) * 1e3),
+            "throughput_per_s": len(sample) / batch_seconds, "timing": "separate, right after; includes featurisation"}
+
+
+def measure(work: Path, pred: Path, samples: int, threads: int, seed: int = 42) -> dict:
+    """Every artifact on test; the transformer models timed interleaved in this process."""
+    import torch
+
+    from banglacompress.data import load_split
+    from banglacompress.evaluate import add_ratios, measure_speed, score_split, stage_row
+    from banglacompress.quantize import load_artifact
+
+    torch.set_num_threads(threads)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    max_length = params["data"]["max_length"]
+    texts, y_test, meta = load_split(work / "data/prepared", "test")
+    paths = {"teacher": work / "models/teacher", "student": work / "models/student",
+             "pruned": work / "models/pruned", "quantized": work / "models/quantized",
+             "final": work / "models/final", "predecessor": pred / "models/quantized"}
+    rows, models, tokenizers, predictions = {}, {}, {}, {}
+    for name, path in paths.items():
+        model, tokenizer, info = load_artifact(path, threads=threads)
+        metrics, predictions[name], _ = score_split(model, tokenizer, info, texts, y_test, max_length)
+        rows[name] = stage_row(name, model, metrics, path)
+        models[name], tokenizers[name] = model, tokenizer
+    rng = np.random.default_rng(seed)
+    sample = [texts[i] for i in rng.choice(len(texts), min(samples, len(texts)), replace=False)]
+    speed = measure_speed(models, tokenizers, sample, max_length, threads=threads, rounds=2)
+    for name in rows:
+        rows[name].update(speed[name])
+    add_ratios(rows, predictions, meta["task"])
+    rows["tfidf_logreg"] = tfidf_row(work / "data/prepared", sample, threads)
+    teacher = rows["teacher"]
+    rows["tfidf_logreg"].update(f1_retained=rows["tfidf_logreg"]["macro_f1"] / teacher["macro_f1"],
+                                compression=teacher["size_bytes"] / rows["tfidf_logreg"]["size_bytes"],
+                                speedup=teacher["latency_ms_p50"] / rows["tfidf_logreg"]["latency_ms_p50"])
+    return {"task": meta["task"], "label_names": meta["label_names"], "test_rows": len(texts),
+            "latency_samples": len(sample), "rows": rows}
+
+
+def targets(result: dict, stages: dict) -> dict:
+    final, tfidf = result["rows"]["final"], result["rows"]["tfidf_logreg"]
+    repro_minutes = sum(stages[s]["seconds"] for s in PIPELINE) / 60
+    return {"f1_retained": (final["f1_retained"], final["f1_retained"] >= TARGETS["f1_retained"]),
+            "compression": (final["compression"], final["compression"] >= TARGETS["compression"]),
+            "speedup": (final["speedup"], final["speedup"] >= TARGETS["speedup"]),
+            "beats_tfidf": (final["macro_f1"] - tfidf["macro_f1"], final["macro_f1"] >= tfidf["macro_f1"]),
+            "repro_minutes": (repro_minutes, repro_minutes <= TARGETS["repro_minutes"])}
+
+
+def machine() -> dict:
+    import onnxruntime
+    import sklearn
+    import torch
+    import transformers
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "onnxruntime": onnxruntime.__version__, "scikit-learn": sklearn.__version__,
+            "load_average": os.getloadavg(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def fmt(v, digits=4):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def markdown(results: dict, info: dict, command: str) -> str:
+    out = io.StringIO()
+    w = lambda s="": out.write(s + "\n")  # noqa: E731
+    w("# Benchmark: the default pipeline on real data, against what users would pick instead")
+    w()
+    w(f"Command: `{command}` · {info['date']} · {info['cpu']} ({info['cpus']} CPUs) · {info['platform']}")
+    w(f"Python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, onnxruntime "
+      f"{info['onnxruntime']}, scikit-learn {info['scikit-learn']}. Load average at the start: "
+      f"{', '.join(f'{x:.2f}' for x in info['load_average'])}.")
+    w()
+    w("All models are scored once on the held-out test split; thresholds and best epochs come from val. "
+      "Transformer latencies are from one process, interleaved, same threads, forward pass only (batch 1 "
+      "p50/p95 over the sampled test texts, two rounds; batch-32 throughput). TF-IDF is timed right after on the "
+      "same texts with the same threads, featurisation included. Sizes are bytes on disk of the whole "
+      "artifact directory (weights, config, tokenizer; `final` adds the model card); TF-IDF's is its pickle. "
+      "`final` is `quantized` as shipped in `models/final`. `predecessor` is the seed settings: KD alpha 0.7 "
+      "T 4 (the same student), magnitude 0.5, dynamic INT8.")
+    for name, res in results.items():
+        r = res["result"]
+        w()
+        w(f"## {name} ({r['task']}, {r['test_rows']} test rows, {r['latency_samples']} texts timed, "
+          f"{res['threads']} threads)")
+        w()
+        labels = list(r["rows"]["teacher"]["per_label"])
+        cols = ["model", "macro-F1", *[f"F1 {n}" for n in labels], "size MB", "gzip MB", "params",
+                "p50 ms", "p95 ms", "batch-32 /s", "× smaller", "× faster", "F1 kept"]
+        w("| " + " | ".join(cols) + " |")
+        w("|" + "---|" * len(cols))
+        for row in r["rows"].values():
+            cells = [row["stage"], fmt(row["macro_f1"]),
+                     *[fmt(row["per_label"].get(n, {}).get("f1")) for n in labels],
+                     fmt(row["size_bytes"] / 1e6, 2), fmt(row["gzip_bytes"] / 1e6, 2), fmt(row.get("params")),
+                     fmt(row["latency_ms_p50"], 2), fmt(row["latency_ms_p95"], 2), fmt(row["throughput_per_s"], 0),
+                     fmt(row["compression"], 1), fmt(row["speedup"], 1), fmt(row["f1_retained"], 3)]
+            w("| " + " | ".join(cells) + " |")
+        w()
+        w("| stage | wall s | peak memory MB |")
+        w("|---|---:|---:|")
+        for stage, s in res["stages"].items():
+            w(f"| {stage} | {s['seconds']:.1f} | {s['peak_rss_mb']:.0f} |")
+        t = res["targets"]
+        w()
+        w(f"Pipeline wall time (prepare → export): **{t['repro_minutes'][0]:.1f} min**.")
+        w()
+        w("| target (final vs teacher) | measured | met |")
+        w("|---|---:|---|")
+        names = {"f1_retained": "≥ 97% of the teacher's macro-F1", "compression": "≥ 15× smaller on disk",
+                 "speedup": "≥ 4× faster at batch 1 (p50)", "beats_tfidf": "macro-F1 ≥ TF-IDF baseline (difference)",
+                 "repro_minutes": "default pipeline ≤ 20 min"}
+        for key, (value, met) in t.items():
+            w(f"| {names[key]} | {value:.3f} | {'yes' if met else '**no**'} |")
+    return out.getvalue()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
+    ap.add_argument("--samples", type=int, default=300, help="test texts timed at batch 1")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS")
+    args = ap.parse_args()
+    for name in args.datasets:
+        if not DATASETS[name]["path"].exists():
+            sys.exit(f"bench: {DATASETS[name]['path']} not found; the benchmark needs ../shared/data (see SOURCES.md)")
+    info, results = machine(), {}
+    command = "make bench" if os.environ.get("MAKELEVEL") else "python bench/run_bench.py " + " ".join(sys.argv[1:])
+    for name in args.datasets:
+        work, pred, stages = run_pipeline(name, DATASETS[name], args.work)
+        result = measure(work, pred, args.samples, args.threads)
+        results[name] = {"dataset": str(DATASETS[name]["path"].name), "threads": args.threads, "stages": stages,
+                         "result": result, "targets": targets(result, stages)}
+        args.out.with_suffix(".json").write_text(json.dumps({"machine": info, "command": command,
+                                                             "datasets": results}, indent=1, default=float) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(results, info, command), encoding="utf-8")
+        print(f"[bench] wrote {args.out}.md / .json ({name} done)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
