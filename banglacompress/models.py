@@ -3,6 +3,9 @@ and saving / loading model directories with their tokenizer, labels and threshol
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -47,7 +50,28 @@ ARCH_KEYS = ("family", "layers", "hidden", "heads", "ffn", "vocab_size")
 
 def train_wordpiece(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
     """WordPiece on the training texts. No lower-casing or accent stripping: both would delete
-    Bangla vowel signs (they are combining marks)."""
+    Bangla vowel signs (they are combining marks).
+
+    The tokenizers trainer is not deterministic across processes, so under data-parallel training
+    (torchrun / accelerate launch) rank 0 trains it and every other rank loads rank 0's copy: all
+    ranks must map text to the same ids."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _train_wordpiece(texts, vocab_size, max_length)
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    shared = Path(tempfile.gettempdir()) / f"banglacompress-tokenizer-{os.environ.get('MASTER_PORT', '0')}-{os.getppid()}"
+    if state.is_main_process:
+        _train_wordpiece(texts, vocab_size, max_length).save_pretrained(shared)
+    state.wait_for_everyone()
+    tokenizer = AutoTokenizer.from_pretrained(shared)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        shutil.rmtree(shared, ignore_errors=True)
+    return tokenizer
+
+
+def _train_wordpiece(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))

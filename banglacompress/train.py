@@ -2,6 +2,7 @@
 accelerate so the same stage runs on CPU, one GPU with mixed precision, or `accelerate launch`."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -121,6 +122,9 @@ def fit(model, train_set: Encoded, val_set: Encoded, val_targets: np.ndarray, *,
     schedule = SCHEDULERS[scheduler](optimizer, int(warmup_ratio * total), total)
     model, optimizer, loader, schedule, *extra = accelerator.prepare(model, optimizer, loader, schedule,
                                                                     *extra_modules)
+    if accelerator.num_processes > 1:
+        print(f"[{desc}] data-parallel over {accelerator.num_processes} processes ({accelerator.distributed_type}), "
+              f"rank {accelerator.process_index}", file=sys.stderr)
     best = {"macro_f1": -1.0, "epoch": -1, "state": None}
     history, stale = [], 0
     for epoch in range(epochs):
@@ -202,12 +206,20 @@ def tune_thresholds_and_save(path, model, tokenizer, meta: dict, val_set: Encode
     return {"thresholds": thresholds, "val_macro_f1_tuned": val_f1}
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / accelerate launch (RANK is set by both); always true for one process.
+    Only rank 0 writes models, metrics and plots: the other ranks trained the same weights in lockstep."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def open_live(directory: str):
     """dvclive logger for one stage, in its own directory; dvc.yaml declares the plots (dvcyaml=False)."""
     from dvclive import Live
     from scmrepo.exceptions import SCMError
 
     from .config import UserError
+    if not is_main_process():
+        return contextlib.nullcontext()
     try:
         return Live(directory, dvcyaml=False, save_dvc_exp=False)
     except SCMError as err:

@@ -8,8 +8,8 @@ from banglacompress.config import atomic_output, load_params, log_config, pass_t
 from banglacompress.data import Encoded, class_weights, load_split
 from banglacompress.distill import METHOD_FEATURES, build_kd, build_student, check_distill_params, check_teacher
 from banglacompress.models import count_params, load_model_dir
-from banglacompress.train import check_fit_options, fit, fit_options, open_live, predict_logits, seed_everything, \
-    tune_thresholds_and_save
+from banglacompress.train import (check_fit_options, fit, fit_options, is_main_process, open_live, predict_logits,
+                                  seed_everything, tune_thresholds_and_save)
 
 
 @stage_main
@@ -48,6 +48,8 @@ def main():
     with open_live("plots/distill") as live:
         result = fit(student, train_set, val_set, y_val, task=meta["task"], loss_fn=loss_fn, seed=seed, live=live,
                      extra_modules=extra, desc="student", **fit_options(cfg))
+    if not is_main_process():  # data-parallel run: rank 0 writes the outputs
+        return
     with atomic_output("models/student") as out:
         result.update(tune_thresholds_and_save(out, student, tokenizer, meta, val_set, y_val, max_length))
     write_json("metrics/distill.json", {**report, **settings, **start,

@@ -12,7 +12,8 @@ from banglacompress.evaluate import artifact_size, measure_speed
 from banglacompress.models import count_params, from_pretrained_pruned, load_model_dir
 from banglacompress.prune import (NEEDS_CALIBRATION, calibration_batches, check_prune_params, heal, pruning_options,
                                   start_pruning)
-from banglacompress.train import check_fit_options, fit_options, label_loss, open_live, predict_logits, tune_thresholds_and_save
+from banglacompress.train import (check_fit_options, fit_options, is_main_process, label_loss, open_live, predict_logits,
+                                  tune_thresholds_and_save)
 
 
 @stage_main
@@ -53,6 +54,8 @@ def main():
                       live=live, desc="prune", **fit_options(cfg, epochs_key="fine_tune_epochs"))
     report = pruner.report(model)
 
+    if not is_main_process():  # data-parallel run: rank 0 writes the outputs
+        return
     with atomic_output("models/pruned") as out:
         result.update(tune_thresholds_and_save(out, model, tokenizer, meta, val_set, y_val, max_length,
                                                extra={"prune_method": cfg["method"]}))

@@ -6,7 +6,7 @@ from banglacompress.config import (atomic_output, check_choice, check_range, loa
 from banglacompress.data import Encoded, class_weights, load_split
 from banglacompress.models import build_model, count_params
 from banglacompress.train import (LOSSES, check_fit_options, cross_validate, fit, fit_options, freeze_base,
-                                  label_loss, open_live, seed_everything, tune_thresholds_and_save)
+                                  is_main_process, label_loss, open_live, seed_everything, tune_thresholds_and_save)
 
 
 @stage_main
@@ -45,6 +45,8 @@ def main():
     with open_live("plots/train_teacher") as live:
         result = fit(model, train_set, val_set, y_val, task=task, loss_fn=make_loss(y_train), seed=seed, live=live,
                      desc="teacher", **fit_options(cfg))
+    if not is_main_process():  # data-parallel run: rank 0 writes the outputs
+        return
     with atomic_output("models/teacher") as out:
         result.update(tune_thresholds_and_save(out, model, tokenizer, meta, val_set, y_val, max_length))
     write_json("metrics/train_teacher.json", {**report, **{k: v for k, v in result.items() if k != "history"},

@@ -124,3 +124,39 @@ def test_cross_validation_reports_every_fold():
                             make_loss=lambda yy: label_loss("binary", None), epochs=1, batch_size=16, lr=0.005,
                             patience=0)
     assert len(report["cv_macro_f1_per_fold"]) == 3 and report["cv_macro_f1_std"] >= 0
+
+
+def test_train_teacher_runs_unchanged_as_two_process_cpu_data_parallel(repo, tmp_path):
+    """`torchrun --nproc_per_node 2` with ACCELERATE_USE_CPU=1 on the unchanged stage script: accelerate
+    shards the batches over two gloo processes, both ranks share rank 0's tokenizer, and only rank 0
+    writes the model, which reloads. (`accelerate launch --cpu --num_processes 2` starts one process
+    here: its multi-CPU launcher needs MPI.)"""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import run_stage, synthetic_frame, tiny_params, venv_env, write_params
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists() or shutil.which("git") is None:
+        pytest.skip("torchrun not installed next to this interpreter")
+    synthetic_frame("binary", n=300).to_csv(tmp_path / "data.csv", index=False)
+    params = tiny_params(tmp_path / "data.csv")
+    params["teacher"].update(epochs=2, patience=0)
+    write_params(repo, params)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],  # dvclive wants a git repository with a commit
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
+    assert run_stage(repo, "prepare").returncode == 0
+    env = {**venv_env(), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533",
+                             "stages/train_teacher.py"], cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data-parallel over 2 processes" in result.stderr and "rank 1" in result.stderr, result.stderr[-2000:]
+    assert result.stderr.count("[train_teacher] done") == 2
+    from banglacompress.models import load_model_dir
+    model, tokenizer, info = load_model_dir(repo / "models" / "teacher")
+    assert info["task"] == "binary" and len(tokenizer) > 10
+    assert not list(repo.glob("models/.teacher.tmp-*"))
