@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import platform
@@ -28,7 +27,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import digest, wait_for  # noqa: E402
 from banglacompress.data import Encoded, class_weights, load_split  # noqa: E402
 from banglacompress.distill import (METHOD_FEATURES, build_kd, build_student, check_distill_params,  # noqa: E402
                                     check_teacher)
@@ -56,23 +57,6 @@ OPTIONAL = {"from_teacher_logit": ({"method": "logit", "alpha": 0.7, "temperatur
 TARGET_F1_RATIO, TARGET_PARAM_RATIO = 0.97, 0.25
 
 
-def digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*")):
-        if f.is_file():
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def wait_for(path: Path, timeout_s: float) -> None:
-    """The teacher may still be training: poll for its inference.json (written last, atomically)."""
-    start = time.time()
-    while not path.exists():
-        if time.time() - start > timeout_s:
-            raise SystemExit(f"{path} did not appear within {timeout_s:.0f}s")
-        print(f"[bench] waiting for {path} ...", file=sys.stderr, flush=True)
-        time.sleep(30)
 
 
 def prepared_dir(requested: str, params: dict) -> str:
@@ -189,11 +173,20 @@ def verdict(rows: dict, ctx: dict | None = None) -> dict:
             "beats_no_kd_on_test": r["test_macro_f1"] > base["test_macro_f1"],
             "test_gain_over_no_kd": r["test_macro_f1"] - base["test_macro_f1"],
             "val_gain_over_no_kd": r["val_macro_f1"] - base["val_macro_f1"],
-            **({} if ctx is None else {
-                "bootstrap_best_minus_no_kd": paired_bootstrap(ctx["meta"]["task"], ctx["y_test"], ctx["preds"][best],
-                                                               ctx["preds"]["no_kd"]),
-                "bootstrap_best_minus_teacher": paired_bootstrap(ctx["meta"]["task"], ctx["y_test"],
-                                                                 ctx["preds"][best], ctx["preds"]["teacher"])})}
+            **({} if ctx is None else _bootstraps(best, ctx))}
+
+
+def _bootstraps(best: str, ctx: dict) -> dict:
+    """Paired bootstrap of the best student against no-KD and the teacher. Rows carried over by --merge have
+    no test predictions here: their intervals come from the run that trained them (same teacher, same split)."""
+    preds, task, y = ctx["preds"], ctx["meta"]["task"], ctx["y_test"]
+    if best in preds and "no_kd" in preds:
+        return {"bootstrap_best_minus_no_kd": paired_bootstrap(task, y, preds[best], preds["no_kd"]),
+                "bootstrap_best_minus_teacher": paired_bootstrap(task, y, preds[best], preds["teacher"])}
+    earlier = ctx.get("earlier_verdict") or {}
+    if earlier.get("best_kd_student_by_val") == best:
+        return {k: v for k, v in earlier.items() if k.startswith("bootstrap_")}
+    return {}
 
 
 def write(out: dict, out_path: Path) -> None:
@@ -282,6 +275,7 @@ def run(args, params: dict, work: Path) -> None:
                 rows[name] = {k: v for k, v in row.items() if "latency" not in k and "speedup" not in k
                               and "throughput" not in k}
         out["merged_from_earlier_run"] = sorted(set(previous["rows"]) - set(configs) - {"teacher"})
+        ctx["earlier_verdict"] = previous.get("verdict")
     for name, cfg in configs.items():
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         runs = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import platform
@@ -25,7 +24,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import digest, wait_for  # noqa: E402
 from banglacompress.data import Encoded, class_weights, load_split, make_loader  # noqa: E402
 from banglacompress.distill import logit_kd  # noqa: E402
 from banglacompress.evaluate import artifact_size, measure_speed, test_scores  # noqa: E402
@@ -48,14 +49,6 @@ CONFIGS = {
 STRUCTURED = {"structured"}
 FLOOR = "_floor_no_blocks"
 
-
-def digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*")):
-        if f.is_file():
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def run_config(name, cfg, base, student_dir, teacher_dir, data, out_dir, max_length, seed):

@@ -11,7 +11,6 @@ Waits for models/pruned/inference.json (the pipeline writes it). Writes <out>.js
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -26,7 +25,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import digest, wait_for  # noqa: E402
 from banglacompress.data import load_split  # noqa: E402
 from banglacompress.evaluate import artifact_size, measure_speed, test_scores  # noqa: E402
 from banglacompress.quantize import (QUANT_METHODS, calibration_batches, count_stored_params, load_artifact,  # noqa: E402
@@ -52,22 +53,6 @@ VARIANTS = {
 TARGETS = {"compression": 15.0, "speedup": 4.0, "f1_retained": 0.97}
 
 
-def digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(Path(path).rglob("*")):
-        if f.is_file():
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def wait_for(path: Path, timeout_s: float) -> None:
-    start = time.time()
-    while not path.exists():
-        if time.time() - start > timeout_s:
-            sys.exit(f"{path} did not appear within {timeout_s:.0f}s")
-        print(f"waiting for {path} ...", file=sys.stderr)
-        time.sleep(30)
 
 
 def main():

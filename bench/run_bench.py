@@ -248,6 +248,10 @@ def markdown(results: dict, info: dict, command: str) -> str:
                  "repro_minutes": "default pipeline ≤ 20 min"}
         for key, (value, met) in t.items():
             w(f"| {names[key]} | {value:.3f} | {'yes' if met else '**no**'} |")
+    findings = ROOT / "bench" / "FINDINGS.md"  # the analysis of these numbers, written by a person
+    if findings.exists():
+        w()
+        w(findings.read_text(encoding="utf-8").rstrip())
     return out.getvalue()
 
 
