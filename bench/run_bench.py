@@ -262,7 +262,14 @@ def main():
     ap.add_argument("--samples", type=int, default=300, help="test texts timed at batch 1")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite OUT.md from OUT.json (e.g. after editing bench/FINDINGS.md); runs nothing")
     args = ap.parse_args()
+    if args.render_only:
+        saved = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
+        args.out.with_suffix(".md").write_text(markdown(saved["datasets"], saved["machine"], saved["command"]),
+                                               encoding="utf-8")
+        return
     for name in args.datasets:
         if not DATASETS[name]["path"].exists():
             sys.exit(f"bench: {DATASETS[name]['path']} not found; the benchmark needs ../shared/data (see SOURCES.md)")
