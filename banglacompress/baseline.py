@@ -28,10 +28,15 @@ def predict_proba(task: str, vectorizer, model, texts) -> np.ndarray:
     return probs[:, 1:2] if task == "binary" else probs
 
 
-def evaluate_baseline(task, label_names, splits: dict, seed: int = 42) -> dict:
-    """splits: {"train"|"val"|"test": (texts, targets)}. Thresholds come from val only."""
+def fit_and_score(task, label_names, splits: dict, seed: int = 42):
+    """splits: {"train"|"val"|"test": (texts, targets)}. Thresholds come from val only.
+    Returns (test metrics, vectorizer, model): callers that time or size the model reuse the fit."""
     vectorizer, model = fit_tfidf_lr(task, *splits["train"], seed=seed)
     thresholds = tune_thresholds(task, splits["val"][1], predict_proba(task, vectorizer, model, splits["val"][0]))
     test_probs = predict_proba(task, vectorizer, model, splits["test"][0])
     metrics = classification_metrics(task, label_names, splits["test"][1], test_probs, thresholds)
-    return {**metrics, "thresholds": thresholds, "features": len(vectorizer.vocabulary_)}
+    return {**metrics, "thresholds": thresholds, "features": len(vectorizer.vocabulary_)}, vectorizer, model
+
+
+def evaluate_baseline(task, label_names, splits: dict, seed: int = 42) -> dict:
+    return fit_and_score(task, label_names, splits, seed)[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gzip
 import io
 import json
 import os
@@ -98,18 +99,15 @@ def tfidf_row(prepared: Path, sample: list[str], threads: int) -> dict:
     """The classical baseline scored on test, its pickled size, and its own batch-1 / batch-32 timing."""
     from threadpoolctl import threadpool_limits
 
-    from banglacompress.baseline import evaluate_baseline, fit_tfidf_lr, predict_proba
+    from banglacompress.baseline import fit_and_score, predict_proba
     from banglacompress.data import load_split
 
     splits, meta = {}, None
     for split in ("train", "val", "test"):
         texts, y, meta = load_split(prepared, split)
         splits[split] = (texts, y)
-    result = evaluate_baseline(meta["task"], meta["label_names"], splits)
-    vectorizer, model = fit_tfidf_lr(meta["task"], *splits["train"])
+    result, vectorizer, model = fit_and_score(meta["task"], meta["label_names"], splits)
     blob = pickle.dumps((vectorizer, model))
-    import gzip
-
     with threadpool_limits(threads):
         times = []
         for text in sample:
