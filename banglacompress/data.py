@@ -18,20 +18,22 @@ SPLITS = ("train", "val", "test")
 
 
 # --------------------------------------------------------------------------- reading and cleaning
-def read_csv(path: str | Path) -> pd.DataFrame:
+def read_csv(path: str | Path, *, keep_empty: bool = False,
+             missing_hint: str = "put your CSV there or set data.path in params.yaml "
+                                 "(`make data` fetches the default HateSpeech.csv)") -> pd.DataFrame:
+    """Every cell as a string; empty cells become NaN unless keep_empty (then ""). Unreadable files
+    raise UserError with one line that says why."""
     path = Path(path)
     if not path.exists():
-        raise UserError(
-            f"data file {path} not found: put your CSV there or set data.path in params.yaml "
-            "(`make data` fetches the default HateSpeech.csv)")
+        raise UserError(f"{path} not found: {missing_hint}")
     try:
         # utf-8-sig strips a BOM; strict decoding so a Latin-1/UTF-16 file is rejected, not garbled.
-        return pd.read_csv(path, encoding="utf-8-sig", encoding_errors="strict", dtype=str,
-                           keep_default_na=False, na_values=[""])
+        return pd.read_csv(path, encoding="utf-8-sig", encoding_errors="strict", dtype=str, keep_default_na=False,
+                           na_values=[] if keep_empty else [""])
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
     except pd.errors.EmptyDataError:
-        raise UserError(f"{path} is empty: it needs a header row and labelled rows") from None
+        raise UserError(f"{path} is empty: it needs a header row and at least one row") from None
     except (pd.errors.ParserError, csv.Error) as err:
         raise UserError(f"{path} is not a well-formed CSV: {str(err).strip().splitlines()[-1]}") from None
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import check_choice, check_range, require
+from .pooling import POOLINGS, pooling_of, set_pooling
 from .scoring import decide, macro_f1, probabilities
 from .train import hard_loss
 
@@ -342,8 +343,14 @@ def student_from_teacher(teacher, n_student: int | None = None):
 def build_student(cfg: dict, meta: dict, train_texts: list[str], max_length: int, teacher, teacher_tok):
     """student.model: "from_teacher" (shallower copy of the teacher, its tokenizer), "scratch" (own WordPiece,
     or the teacher's with student.tokenizer: teacher), or a hub id / local path. Returns (model, tokenizer, info)."""
+    pooling = cfg.get("pooling", "teacher")
+    check_choice("student.pooling", pooling, ("teacher", *POOLINGS))
+    pooling = pooling_of(teacher) if pooling == "teacher" else pooling
+    cfg = {**cfg, "pooling": pooling}
     source = cfg.get("model", "scratch")
-    return STUDENT_STARTS.get(source, _student_built)(cfg, meta, train_texts, max_length, teacher, teacher_tok)
+    student, tokenizer, info = STUDENT_STARTS.get(source, _student_built)(cfg, meta, train_texts, max_length,
+                                                                          teacher, teacher_tok)
+    return set_pooling(student, pooling, "student.pooling"), tokenizer, {**info, "student_pooling": pooling}
 
 
 def _student_from_teacher(cfg, meta, train_texts, max_length, teacher, teacher_tok):

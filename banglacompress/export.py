@@ -272,6 +272,9 @@ def model_card(info: dict, record: dict | None, summary: dict | None, data: dict
              *([f"- options: {json.dumps(record.get('options', {}))}"] if record else []),
              f"- decision thresholds (tuned on the validation split, never on test): {info.get('thresholds')}",
              f"- max_length: {info.get('max_length')} tokens; tokenizer files are in this directory",
+             f"- pooling: `{info.get('pooling', 'cls')}`" + ("" if info.get("pooling", "cls") == "cls" else
+                " (in the ONNX graph; for PyTorch formats `load_artifact` re-applies it from config.json, a bare "
+                "`from_pretrained` would pool the first token instead)"),
              "- files: " + ", ".join(f"`{f}`" for f in (record or {}).get("files", [])) if record else
              "- files: HF `save_pretrained` directory"]
     if record and record.get("fp32_modules"):
@@ -346,6 +349,8 @@ def write_final(quantized_dir: str | Path, out_dir: str | Path, *, summary: dict
                                              "quantize stage first (dvc repro quantize)")
     record = json.loads((src / QUANT_FILE).read_text()) if (src / QUANT_FILE).exists() else None
     info = json.loads((src / INFERENCE_FILE).read_text(encoding="utf-8"))
+    config = src / "config.json"
+    info = {**info, "pooling": json.loads(config.read_text()).get("pooling", "cls") if config.exists() else "cls"}
     with atomic_output(out_dir) as tmp:
         for f in sorted(src.iterdir()):
             require(f.is_file(), f"{f} is not a file; a model directory is flat")

@@ -13,6 +13,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerFast
 
 from .config import UserError, require
+from .pooling import apply_pooling, set_pooling
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
@@ -128,8 +129,10 @@ def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_l
     source = cfg.get("model", "scratch")
     if source == "scratch":
         check_arch(group, cfg.get("scratch") or {})
-        return build_scratch(cfg["scratch"], meta, train_texts, max_length, cfg.get("dropout", 0.1))
-    return load_pretrained(source, meta, max_length)
+        model, tokenizer = build_scratch(cfg["scratch"], meta, train_texts, max_length, cfg.get("dropout", 0.1))
+    else:
+        model, tokenizer = load_pretrained(source, meta, max_length)
+    return set_pooling(model, cfg.get("pooling", "cls"), f"{group}.pooling"), tokenizer
 
 
 # --------------------------------------------------------------------------- model directories
@@ -258,11 +261,11 @@ def apply_pruned_shapes(model):
 
 def from_pretrained_pruned(path: str | Path, **kwargs):
     """AutoModelForSequenceClassification.from_pretrained that also rebuilds structured-pruned
-    shapes (config `pruned_shapes`); a plain model directory loads exactly as before."""
+    shapes (config `pruned_shapes`) and re-attaches the recorded pooling (config `pooling`)."""
     path = Path(path)
     config = AutoConfig.from_pretrained(path)
     if not getattr(config, PRUNED_SHAPES_KEY, None):
-        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        return apply_pooling(AutoModelForSequenceClassification.from_pretrained(path, **kwargs))
     from safetensors.torch import load_file
 
     model = apply_pruned_shapes(AutoModelForSequenceClassification.from_config(config, **kwargs))
@@ -273,7 +276,7 @@ def from_pretrained_pruned(path: str | Path, **kwargs):
     for name in files:
         state.update(load_file(path / name))
     model.load_state_dict(state, strict=True)  # strict: a shape or key mismatch is an error, never a silent re-init
-    return model.eval()
+    return apply_pooling(model).eval()
 
 
 # --------------------------------------------------------------------------- scratch model on a given tokenizer

@@ -46,17 +46,9 @@ def read_texts(args, stdin=None) -> list[str]:
 
 
 def read_csv_column(path: Path, column: str | None) -> list[str]:
-    import pandas as pd
+    from .data import read_csv
 
-    require(path.exists(), f"{path} not found")
-    try:
-        df = pd.read_csv(path, encoding="utf-8-sig", encoding_errors="strict", dtype=str, keep_default_na=False)
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path} is not UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path} is empty: it needs a header row") from None
-    except (pd.errors.ParserError, csv.Error) as err:
-        raise UserError(f"{path} is not a well-formed CSV: {str(err).strip().splitlines()[-1]}") from None
+    df = read_csv(path, keep_empty=True, missing_hint="give an existing CSV file with --csv")
     if column is None:
         require(len(df.columns) == 1 or "text" in df.columns,
                 f"{path} has several columns {list(df.columns)}: choose one with --column")

@@ -35,6 +35,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .config import require
 from .models import INFERENCE_FILE, apply_pruned_shapes, from_pretrained_pruned, save_model_dir
+from .pooling import apply_pooling
 
 QUANT_FILE = "quantization.json"
 INT8_FILE = "model_quantized.pt"
@@ -73,7 +74,7 @@ def _skeleton(path: Path):
     """The architecture of a saved directory with placeholder weights (structured-pruned shapes
     rebuilt), to be quantized the same way and then filled from the saved state."""
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(path))
-    return apply_pruned_shapes(model).eval()
+    return apply_pooling(apply_pruned_shapes(model)).eval()
 
 
 def _input_embedding_name(model) -> str:

@@ -1,7 +1,9 @@
 """The DVC pipeline end to end on a small share of real data (synthetic when ../shared is absent)."""
+import ast
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import yaml
 
@@ -46,6 +48,10 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
     assert (repo / "models" / "teacher" / "inference.json").exists()
     card = (repo / "models" / "final" / "README.md").read_text(encoding="utf-8")
     assert f"{summary['stages']['quantized']['macro_f1']:.4f}" in card  # the card carries evaluate's numbers
+    pooling = yaml.safe_load((repo / "params.yaml").read_text())["teacher"]["pooling"]
+    for model in ("teacher", "student", "pruned", "final"):  # the student inherits the teacher's pooling
+        assert json.loads((repo / "models" / model / "config.json").read_text())["pooling"] == pooling, model
+    assert f"- pooling: `{pooling}`" in card
 
     again = _run(["dvc", "repro"], repo)
     assert "Running stage" not in again
@@ -57,3 +63,32 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
     assert set(status) == {"distill"}, status  # the changed param touches distill directly...
     rerun = _run(["dvc", "repro"], repo)  # ...and everything downstream of it reruns, nothing upstream
     assert re.findall(r"Running stage '(\w+)'", rerun) == ["distill", "prune", "quantize", "evaluate", "export"], rerun
+
+
+def _package_imports(path: Path) -> set[str]:
+    """banglacompress modules a file imports, at any depth of the file (function-level imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level == 1:  # from .x import y / from . import x
+            found.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+        elif (node.module or "").startswith("banglacompress."):
+            found.add(node.module.split(".")[1])
+    return found
+
+
+def test_every_stage_depends_on_the_package_modules_it_imports():
+    """A module a stage imports but does not list as a dep would not rerun the stage when it changes."""
+    root = Path(__file__).resolve().parents[1]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == STAGES
+    for name, stage in stages.items():
+        todo, closure = sorted(_package_imports(root / "stages" / f"{name}.py")), set()
+        while todo:
+            module = todo.pop()
+            if module not in closure and (root / "banglacompress" / f"{module}.py").exists():
+                closure.add(module)
+                todo += _package_imports(root / "banglacompress" / f"{module}.py")
+        listed = {d for d in stage["deps"] if d.startswith("banglacompress/")}
+        assert listed == {f"banglacompress/{m}.py" for m in closure}, name
