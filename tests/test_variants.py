@@ -69,8 +69,8 @@ def trained(tmp_path_factory):
     params["prune"].update(method="magnitude", kd_alpha=0.0, threads=1, latency_samples=5)
     params["quantize"]["method"] = "dynamic"
     params["evaluate"].update(threads=1, latency_samples=5)
-    # cls pooling here (the default, mean, runs in test_pipeline): every stage must carry it through.
-    params["teacher"]["pooling"] = "cls"
+    # Mean pooling here (the default, cls, runs in test_pipeline): every stage must carry it through.
+    params["teacher"]["pooling"] = "mean"
     write_params(template, params)
     _run(template, "prepare", "train_teacher")
     return template
@@ -97,7 +97,7 @@ def test_variant_runs_only_its_stages(trained, tmp_path, variant):
             assert _same_files(models / src, models / dst), f"{stage} left out: models/{dst} is not a copy"
     for model in ("teacher", "student", "pruned", "quantized", "final"):
         config = json.loads((models / model / "config.json").read_text())
-        assert config["pooling"] == "cls", model  # the student inherits it (student.pooling: teacher)
+        assert config["pooling"] == "mean", model  # the student inherits it (student.pooling: teacher)
     for plots in ("plots/distill", "plots/prune"):  # DVC outputs: they must exist either way
         assert any((repo / plots).iterdir()), plots
 
