@@ -105,6 +105,22 @@ def predict_logits(model, dataset: Encoded, batch_size: int = 64, desc: str = "p
 
 
 # --------------------------------------------------------------------------- the loop
+def report_launch(accelerator, desc: str) -> None:
+    """Say how `accelerate launch` settings took effect: accelerate itself silently trains in FP32
+    when fp16 is asked for on a CPU."""
+    if accelerator.num_processes > 1:
+        print(f"[{desc}] data-parallel over {accelerator.num_processes} processes ({accelerator.distributed_type}), "
+              f"rank {accelerator.process_index}", file=sys.stderr)
+    precision, device = accelerator.mixed_precision, accelerator.device.type
+    if precision == "no":
+        return
+    if accelerator.native_amp:
+        print(f"[{desc}] mixed precision {precision} (autocast on {device})", file=sys.stderr)
+    else:
+        print(f"[{desc}] warning: mixed precision {precision} is not available on {device}; training in FP32 "
+              "(on CPU use --mixed_precision bf16)", file=sys.stderr)
+
+
 def fit(model, train_set: Encoded, val_set: Encoded, val_targets: np.ndarray, *, task: str, loss_fn: Callable,
         epochs: int, batch_size: int, lr: float, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
         grad_clip: float = 1.0, patience: int = 2, scheduler: str = "linear", seed: int = 42,
@@ -122,9 +138,7 @@ def fit(model, train_set: Encoded, val_set: Encoded, val_targets: np.ndarray, *,
     schedule = SCHEDULERS[scheduler](optimizer, int(warmup_ratio * total), total)
     model, optimizer, loader, schedule, *extra = accelerator.prepare(model, optimizer, loader, schedule,
                                                                     *extra_modules)
-    if accelerator.num_processes > 1:
-        print(f"[{desc}] data-parallel over {accelerator.num_processes} processes ({accelerator.distributed_type}), "
-              f"rank {accelerator.process_index}", file=sys.stderr)
+    report_launch(accelerator, desc)
     best = {"macro_f1": -1.0, "epoch": -1, "state": None}
     history, stale = [], 0
     for epoch in range(epochs):

@@ -160,3 +160,38 @@ def test_train_teacher_runs_unchanged_as_two_process_cpu_data_parallel(repo, tmp
     model, tokenizer, info = load_model_dir(repo / "models" / "teacher")
     assert info["task"] == "binary" and len(tokenizer) > 10
     assert not list(repo.glob("models/.teacher.tmp-*"))
+
+
+@pytest.fixture
+def fresh_accelerate_state(monkeypatch):
+    """accelerate keeps its settings in a process-wide singleton; start and leave it clean."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield monkeypatch
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.parametrize("precision,expected", [("bf16", torch.bfloat16), ("fp16", torch.float32)])
+def test_mixed_precision_from_accelerate_launch(fresh_accelerate_state, capsys, precision, expected):
+    """`accelerate launch --mixed_precision X` sets ACCELERATE_MIXED_PRECISION; fit picks it up unchanged.
+    On CPU bf16 autocasts (the Linear layers compute in bfloat16) while the weights and the saved model
+    stay FP32; fp16 is GPU-only in accelerate, which would silently train in FP32: fit says so."""
+    fresh_accelerate_state.setenv("ACCELERATE_MIXED_PRECISION", precision)
+    meta = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1}
+    frame = synthetic_frame("binary", n=120)
+    texts, y = frame.Comments.tolist(), frame[["HateSpeech"]].to_numpy(np.float32)
+    model, tok = build_model("t", {"model": "scratch", "scratch": TINY_ARCH}, meta, texts, 32)
+    seen = set()
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, out: seen.add(out.dtype))
+    fit(model, Encoded(tok, texts[:80], y[:80], 32), Encoded(tok, texts[80:], None, 32), y[80:], task="binary",
+        loss_fn=label_loss("binary", None), epochs=1, batch_size=16, lr=1e-3, patience=0)
+    err = capsys.readouterr().err
+    assert expected in seen, seen
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    if precision == "bf16":
+        assert "mixed precision bf16 (autocast on cpu)" in err
+    else:
+        assert "warning: mixed precision fp16 is not available on cpu; training in FP32" in err
