@@ -3,8 +3,8 @@ max on the SAME tokenizer (models/teacher's, so WordPiece nondeterminism is out 
 the same seed; best epoch and thresholds chosen on val, test scored once per model. The pooling to
 prefer is the best on val, never on test. Then the batch-1 latency cost of each pooling on the same
 weights (models/pruned as PyTorch FP32 and as the shipped onnx_int8 + 4-bit embeddings), every
-pooling built twice in ABBA order and all timed interleaved, since creation order alone moved
-latencies by ~10% in trials.
+pooling built twice in ABBA order and all timed interleaved, so that the order in which models are
+built (which shifted latencies in unrecorded trials) hits every pooling alike.
 
     nice -n 10 .venv/bin/python bench/bench_pooling.py --seeds 42 43     # after dvc repro (~30 min)
     .venv/bin/python bench/bench_pooling.py --latency-only               # redo the timing part only (~3 min)
