@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 from sklearn.model_selection import train_test_split
 
-from .config import UserError, read_json, require
+from .config import UserError, check_range, read_json, require, write_json
 
 TASKS = ("binary", "multilabel", "multiclass")
 SPLITS = ("train", "val", "test")
@@ -138,34 +139,21 @@ def _check_stratifiable(y: np.ndarray, names: list[str], min_count: int) -> None
                 "data.val_size/data.test_size)")
 
 
-def iterative_stratify(y: np.ndarray, fractions: list[float], seed: int) -> np.ndarray:
-    """Sechidis et al. (2011) iterative stratification: returns a fold id per row for multi-label y."""
-    rng = np.random.default_rng(seed)
-    n, k = y.shape
-    desired = np.array(fractions, dtype=float) * n
-    desired_per_label = np.outer(fractions, y.sum(axis=0)).astype(float)
-    fold = np.full(n, -1)
-    remaining = np.ones(n, dtype=bool)
-    while remaining.any():
-        counts = y[remaining].sum(axis=0)
-        if counts.sum() == 0:  # rows with no positive label: fill folds by remaining capacity
-            for i in rng.permutation(np.flatnonzero(remaining)):
-                f = int(np.argmax(desired + rng.random(len(desired)) * 1e-9))
-                fold[i] = f
-                desired[f] -= 1
-            break
-        label = int(np.argmin(np.where(counts > 0, counts, np.inf)))
-        for i in rng.permutation(np.flatnonzero(remaining & (y[:, label] == 1))):
-            want = desired_per_label[:, label]
-            best = np.flatnonzero(want == want.max())
-            if len(best) > 1:
-                best = best[desired[best] == desired[best].max()]
-            f = int(rng.choice(best))
-            fold[i] = f
-            remaining[i] = False
-            desired[f] -= 1
-            desired_per_label[f] -= y[i]
-    return fold
+def multilabel_holdout(y: np.ndarray, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept rows, held-out rows) of multi-label y, iteratively stratified (Sechidis et al. 2011, through
+    the iterative-stratification package) so that every label keeps its share in both parts."""
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=held_out, random_state=seed)
+    kept, held = next(splitter.split(np.zeros(len(y)), y))
+    return np.sort(kept), np.sort(held)
+
+
+def multilabel_fold_ids(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold id per row for k-fold CV of multi-label y (iterative stratification)."""
+    ids = np.empty(len(y), dtype=int)
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for f, (_, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        ids[held] = f
+    return ids
 
 
 def split(df: pd.DataFrame, meta: dict, val_size: float, test_size: float, seed: int) -> dict[str, pd.DataFrame]:
@@ -180,8 +168,10 @@ def split(df: pd.DataFrame, meta: dict, val_size: float, test_size: float, seed:
     else:
         _check_stratifiable(df[targets].to_numpy(), meta["label_names"], min_count)
     if task == "multilabel":
-        fold = iterative_stratify(df[targets].to_numpy(), [1 - val_size - test_size, val_size, test_size], seed)
-        parts = [df[fold == f] for f in range(3)]
+        y = df[targets].to_numpy()
+        train_rows, rest_rows = multilabel_holdout(y, val_size + test_size, seed)
+        val_rows, test_rows = multilabel_holdout(y[rest_rows], test_size / (val_size + test_size), seed)
+        parts = [df.iloc[train_rows], df.iloc[rest_rows[val_rows]], df.iloc[rest_rows[test_rows]]]
     else:
         strat = df[targets[0]]
         train, rest = train_test_split(df, test_size=val_size + test_size, stratify=strat, random_state=seed)
@@ -202,6 +192,42 @@ def split_metrics(splits: dict[str, pd.DataFrame], meta: dict) -> dict:
             row.update({f"positive_{c}": int(part[c].sum()) for c in meta["target_columns"]})
         out[name] = row
     return out
+
+
+def check_data_params(cfg: dict) -> None:
+    """Reject bad `data:` params before any work."""
+    require(cfg.get("task", "auto") in ("auto", *TASKS),
+            f"data.task={cfg.get('task')!r} is not one of auto, {', '.join(TASKS)}")
+    require(isinstance(cfg["label_columns"], list) and cfg["label_columns"],
+            "data.label_columns must be a non-empty list of column names")
+    check_range("data.val_size", cfg["val_size"], 0.01, 0.5)
+    check_range("data.test_size", cfg["test_size"], 0.01, 0.5)
+    check_range("data.fraction", cfg.get("fraction", 1.0), 0.001, 1.0)
+
+
+DEDUP_RULE = ("exact text after NFC + whitespace clean-up; majority vote, ties to positive (multi-class: lowest "
+              "class id)")
+
+
+def prepare_splits(cfg: dict, seed: int, out_dir: str | Path) -> dict:
+    """The prepare stage: read and clean the CSV, de-duplicate, sample data.fraction, split stratified, and
+    write {train,val,test}.csv + meta.json to out_dir (atomically: the caller passes a temporary dir).
+    Returns the data metrics (task, de-duplication counts, rows and positives per split)."""
+    check_data_params(cfg)
+    df, meta = load_labelled(cfg["path"], cfg["text_column"], cfg["label_columns"], cfg.get("task", "auto"),
+                             cfg.get("drop_empty", False))
+    df, dedup = deduplicate(df, meta["target_columns"], meta["task"])
+    if cfg.get("fraction", 1.0) < 1.0:
+        df = df.sample(frac=cfg["fraction"], random_state=seed).reset_index(drop=True)
+    splits = split(df, meta, cfg["val_size"], cfg["test_size"], seed)
+    meta.update(dedup, text_column=cfg["text_column"], label_columns=cfg["label_columns"],
+                rows={k: len(v) for k, v in splits.items()}, dedup_rule=DEDUP_RULE)
+    out_dir = Path(out_dir)
+    for name, part in splits.items():
+        part.to_csv(out_dir / f"{name}.csv", index=False, encoding="utf-8")
+    write_json(out_dir / "meta.json", meta)
+    return {"task": meta["task"], **dedup,
+            "splits": split_metrics(splits, meta)}
 
 
 # --------------------------------------------------------------------------- loading prepared splits
@@ -291,3 +317,14 @@ class LengthBucketSampler(torch.utils.data.Sampler):
 def make_loader(dataset: Encoded, batch_size: int, shuffle: bool, seed: int = 0):
     sampler = LengthBucketSampler([len(x) for x in dataset.input_ids], batch_size, shuffle, seed)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate)
+
+
+def sample_batches(tokenizer, texts: list[str], targets, n: int, batch_size: int, max_length: int,
+                   seed: int) -> list[dict]:
+    """`n` random rows (with their targets, if given), tokenized with the given model's own tokenizer and
+    dynamically padded: the calibration data of pruning (activation norms, gradients) and static
+    quantization (activation ranges)."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(texts), min(n, len(texts)), replace=False))
+    dataset = Encoded(tokenizer, [texts[i] for i in rows], None if targets is None else targets[rows], max_length)
+    return list(make_loader(dataset, batch_size, shuffle=False))

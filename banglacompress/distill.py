@@ -11,18 +11,26 @@ attention maps. `logit` uses the first two terms, `hidden` adds the hidden term,
 attention term, `multi_level` both."""
 from __future__ import annotations
 
+import contextlib
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoModelForSequenceClassification
 
-from .config import check_choice, check_range, require
+from .config import atomic_output, check_choice, check_range, require
+from .data import Encoded, class_weights, load_split
+from .models import (PRUNED_SHAPES_KEY, build_model, build_scratch_with_tokenizer, check_arch, count_params,
+                     encoder_blocks, load_model_dir)
 from .pooling import POOLINGS, pooling_of, set_pooling
 from .scoring import decide, macro_f1, probabilities
-from .train import hard_loss
+from .train import (check_fit_options, fit, fit_options, hard_loss, is_main_process, open_live, predict_logits,
+                    seed_everything, tune_thresholds_and_save)
 
 
 # --------------------------------------------------------------------------- teacher check
@@ -186,7 +194,7 @@ FEATURE_TERMS = {"hidden": hidden_term, "attention": attention_term}
 # --------------------------------------------------------------------------- KD methods (the registry)
 def combined_kd(task: str, teacher_logits: torch.Tensor, *, alpha: float, temperature: float,
                 class_weights: torch.Tensor | None = None, soft_loss: str = "kl", features: FeatureKD | None = None,
-                weights: dict | None = None, **_):
+                weights: dict | None = None):
     """loss_fn(model, batch) for (1 - alpha) * hard + alpha * soft_logit + sum(weights[t] * term t).
 
     `teacher_logits` holds the teacher's logits for every training row, computed once with the
@@ -215,7 +223,7 @@ def combined_kd(task: str, teacher_logits: torch.Tensor, *, alpha: float, temper
 
 
 def logit_kd(task: str, teacher_logits: torch.Tensor, *, alpha: float, temperature: float,
-             class_weights: torch.Tensor | None = None, soft_loss: str = "kl", **_):
+             class_weights: torch.Tensor | None = None, soft_loss: str = "kl"):
     """loss = alpha * soft(student, teacher) + (1 - alpha) * hard(student, labels); works across tokenizers."""
     return combined_kd(task, teacher_logits, alpha=alpha, temperature=temperature, class_weights=class_weights,
                        soft_loss=soft_loss)
@@ -239,10 +247,45 @@ def multi_level_kd(task, teacher_logits, *, features: FeatureKD, hidden_weight: 
                        weights={"hidden": hidden_weight, "attention": attention_weight}, **logit_opts)
 
 
-KD_METHODS = {"logit": logit_kd, "hidden": hidden_kd, "attention": attention_kd, "multi_level": multi_level_kd}
-# Which teacher features each method reads (decides eager attention, projections, the tokenizer check).
-METHOD_FEATURES = {"logit": (), "hidden": ("hidden",), "attention": ("attention",),
-                   "multi_level": ("hidden", "attention")}
+@dataclass(frozen=True)
+class KDMethod:
+    """One KD method: its loss, the teacher features it reads per batch, and the distill.* options it takes
+    besides alpha, temperature and soft_loss (which every method takes). Feature methods need eager
+    attention where maps are read (sdpa returns none), one tokenization for teacher and student, and the
+    teacher kept in memory; KD never changes the student's shapes (the student group sets them)."""
+    loss: Callable                 # (task, teacher_logits, *, features=None, **common, **options) -> loss_fn
+    features: tuple = ()           # "hidden", "attention": teacher outputs compared position by position
+    options: dict = field(default_factory=dict)  # its own options, with defaults
+
+    def resolve(self, name: str, given: dict) -> dict:
+        """The defaults updated with the set (non-null) options; one it does not take is an error."""
+        given = {k: v for k, v in given.items() if v is not None}
+        extra = sorted(set(given) - set(self.options))
+        require(not extra, f"distill.{extra[0] if extra else ''} is set, but distill.method={name} does not take it "
+                           f"(it takes: {', '.join(self.options) or 'only alpha, temperature and soft_loss'}); "
+                           "set it to null")
+        return {**self.options, **given}
+
+
+# KL by default: attention probabilities are ~1/T each, so their squared differences are ~1e-3 and an MSE
+# term at attention_weight 0.2 carries almost no signal next to the label loss; a row KL is O(0.1-1).
+DEFAULT_ATTENTION_LOSS = "kl"
+KD_METHODS: dict[str, KDMethod] = {
+    "logit": KDMethod(logit_kd),
+    "hidden": KDMethod(hidden_kd, ("hidden",), {"hidden_weight": 0.3, "layer_map": None}),
+    "attention": KDMethod(attention_kd, ("attention",),
+                          {"attention_weight": 0.2, "attention_loss": DEFAULT_ATTENTION_LOSS, "layer_map": None}),
+    "multi_level": KDMethod(multi_level_kd, ("hidden", "attention"),
+                            {"hidden_weight": 0.3, "attention_weight": 0.2, "attention_loss": DEFAULT_ATTENTION_LOSS,
+                             "layer_map": None}),
+}
+# The distill.* params that are method options, and how each is checked (layer_map: by resolve_layer_map).
+OPTION_KEYS = tuple(sorted({key for method in KD_METHODS.values() for key in method.options}))
+
+
+def method_options(cfg: dict) -> dict:
+    """The method options of a `distill:` params group (null: the method's default)."""
+    return {key: cfg.get(key) for key in OPTION_KEYS}
 
 
 # --------------------------------------------------------------------------- tokenization check
@@ -258,27 +301,25 @@ def check_same_tokenization(method: str, teacher_ids: list, student_ids: list) -
 
 
 # --------------------------------------------------------------------------- params and setup
-# KL by default: attention probabilities are ~1/T each, so their squared differences are ~1e-3 and an MSE
-# term at attention_weight 0.2 carries almost no signal next to the label loss; a row KL is O(0.1-1).
-DEFAULT_ATTENTION_LOSS = "kl"
-
-
 def check_distill_params(cfg: dict) -> None:
     check_choice("distill.method", cfg["method"], KD_METHODS)
     check_choice("distill.soft_loss", cfg.get("soft_loss", "kl"), SOFT_LOSSES)
-    check_choice("distill.attention_loss", cfg.get("attention_loss", DEFAULT_ATTENTION_LOSS), ATTENTION_LOSSES)
     check_range("distill.alpha", cfg["alpha"], 0.0, 1.0)
     check_range("distill.temperature", cfg["temperature"], 1e-3, 100.0)
-    check_range("distill.hidden_weight", cfg.get("hidden_weight", 0.3), 0.0, 1e3)
-    check_range("distill.attention_weight", cfg.get("attention_weight", 0.2), 0.0, 1e3)
+    options = method_options(cfg)
+    if options["attention_loss"] is not None:
+        check_choice("distill.attention_loss", options["attention_loss"], ATTENTION_LOSSES)
+    for key in ("hidden_weight", "attention_weight"):
+        if options[key] is not None:
+            check_range(f"distill.{key}", options[key], 0.0, 1e3)
+    KD_METHODS[cfg["method"]].resolve(cfg["method"], options)
 
 
 def kd_settings(cfg: dict) -> dict:
-    """The KD knobs as recorded in metrics/distill.json."""
+    """The KD knobs as recorded in metrics/distill.json: the common ones and the method's resolved options."""
     return {"method": cfg["method"], "alpha": cfg["alpha"], "temperature": cfg["temperature"],
-            "soft_loss": cfg.get("soft_loss", "kl"), "hidden_weight": cfg.get("hidden_weight", 0.3),
-            "attention_weight": cfg.get("attention_weight", 0.2),
-            "attention_loss": cfg.get("attention_loss", DEFAULT_ATTENTION_LOSS), "layer_map": cfg.get("layer_map")}
+            "soft_loss": cfg.get("soft_loss", "kl"), **KD_METHODS[cfg["method"]].resolve(cfg["method"],
+                                                                                        method_options(cfg))}
 
 
 def build_kd(cfg: dict, task: str, teacher_logits: torch.Tensor, *, teacher=None, teacher_set=None, student=None,
@@ -286,26 +327,28 @@ def build_kd(cfg: dict, task: str, teacher_logits: torch.Tensor, *, teacher=None
     """The loss for distill.method, plus the extra modules fit() must train with the student
     (the projections) and what was resolved (layer map). Feature methods switch both models to eager
     attention where maps are needed (sdpa returns none) and check the tokenizations match."""
-    method, needs = cfg["method"], METHOD_FEATURES[cfg["method"]]
+    method = KD_METHODS[cfg["method"]]
     settings = kd_settings(cfg)
-    opts = dict(alpha=cfg["alpha"], temperature=cfg["temperature"], class_weights=class_weights,
-                soft_loss=settings["soft_loss"], hidden_weight=settings["hidden_weight"],
-                attention_weight=settings["attention_weight"])
-    if not needs:
-        return KD_METHODS[method](task, teacher_logits, **opts), (), settings
-    check_same_tokenization(method, teacher_set.input_ids, student_set.input_ids)
-    if "attention" in needs:
+    common = dict(alpha=cfg["alpha"], temperature=cfg["temperature"], class_weights=class_weights,
+                  soft_loss=settings["soft_loss"])
+    options = {k: settings[k] for k in method.options if k not in ("layer_map", "attention_loss")}
+    if not method.features:
+        return method.loss(task, teacher_logits, **common, **options), (), settings
+    check_same_tokenization(cfg["method"], teacher_set.input_ids, student_set.input_ids)
+    if "attention" in method.features:
         for model in (teacher, student):
             model.set_attn_implementation("eager")
     teacher.requires_grad_(False)
-    layer_map = resolve_layer_map(cfg.get("layer_map"), n_layers(student), n_layers(teacher))
+    layer_map = resolve_layer_map(settings.get("layer_map"), n_layers(student), n_layers(teacher))
     # Attention maps are [T, T] whatever the width: only the hidden term needs projections.
-    projections = make_projections(student, teacher, layer_map) if "hidden" in needs else nn.ModuleList()
-    features = FeatureKD(teacher, teacher_set, layer_map, projections, settings["attention_loss"])
+    projections = (make_projections(student, teacher, layer_map) if "hidden" in method.features
+                   else nn.ModuleList())
+    features = FeatureKD(teacher, teacher_set, layer_map, projections,
+                         settings.get("attention_loss", DEFAULT_ATTENTION_LOSS))
     extra = (projections,) if any(True for _ in projections.parameters()) else ()
     settings = {**settings, "layer_map": layer_map,
                 "projection_params": sum(p.numel() for p in projections.parameters())}
-    return KD_METHODS[method](task, teacher_logits, features=features, **opts), extra, settings
+    return method.loss(task, teacher_logits, features=features, **common, **options), extra, settings
 
 
 # --------------------------------------------------------------------------- student starts
@@ -318,10 +361,6 @@ def student_from_teacher(teacher, n_student: int | None = None):
     """DistilBERT-style start: the teacher's config (dropout included) with fewer blocks, its embeddings,
     pooler and head copied, and block i initialised from teacher block copied_layers()[i].
     Returns (model, layers copied)."""
-    from transformers import AutoModelForSequenceClassification
-
-    from .models import PRUNED_SHAPES_KEY, encoder_blocks
-
     n_teacher = n_layers(teacher)
     n_student = max(1, n_teacher // 2) if n_student is None else n_student
     require(isinstance(n_student, int) and 1 <= n_student <= n_teacher,
@@ -359,8 +398,6 @@ def _student_from_teacher(cfg, meta, train_texts, max_length, teacher, teacher_t
 
 
 def _student_built(cfg, meta, train_texts, max_length, teacher, teacher_tok):
-    from .models import build_model, build_scratch_with_tokenizer, check_arch
-
     # Default "teacher": hidden / attention KD need one tokenization, and WordPiece training is not
     # deterministic (ties), so a second WordPiece on the same texts does not reproduce the teacher's.
     tokenizer_source = cfg.get("tokenizer", "teacher")
@@ -374,3 +411,45 @@ def _student_built(cfg, meta, train_texts, max_length, teacher, teacher_tok):
 
 
 STUDENT_STARTS = {"from_teacher": _student_from_teacher}
+
+
+# --------------------------------------------------------------------------- the distill stage
+def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher_dir: str | Path,
+                  out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None,
+                  desc: str = "student") -> dict | None:
+    """The distill stage: check the teacher against the majority baseline on val, cache its logits on the
+    train split (its own tokenizer), build the student (student group), train it on labels and teacher
+    (distill group), tune thresholds on val and save it to out_dir. Returns the stage's metrics (None on
+    a non-zero data-parallel rank, which writes nothing)."""
+    check_distill_params(cfg)
+    check_fit_options("distill", cfg)
+    method = KD_METHODS[cfg["method"]]
+    train_texts, y_train, meta = load_split(prepared, "train")
+    val_texts, y_val, _ = load_split(prepared, "val")
+    # Attention maps need eager attention (sdpa returns none in transformers 5).
+    teacher, teacher_tok, teacher_info = load_model_dir(
+        teacher_dir, attn_implementation="eager" if "attention" in method.features else None)
+    teacher_val = predict_logits(teacher, Encoded(teacher_tok, val_texts, None, max_length), desc="teacher val")
+    report = check_teacher(meta["task"], teacher_val, y_val, y_train, teacher_info["thresholds"],
+                           cfg.get("min_teacher_margin", 0.02))
+    # Soft targets once, with the teacher's own tokenizer; rows are matched to student batches by index.
+    teacher_set = Encoded(teacher_tok, train_texts, None, max_length)
+    teacher_logits = torch.from_numpy(predict_logits(teacher, teacher_set, desc="teacher train"))
+
+    seed_everything(seed)
+    student, tokenizer, start = build_student(student_cfg, meta, train_texts, max_length, teacher, teacher_tok)
+    train_set = Encoded(tokenizer, train_texts, y_train, max_length)
+    val_set = Encoded(tokenizer, val_texts, None, max_length)
+    weights = class_weights(y_train, meta["task"]) if cfg.get("class_weights", True) else None
+    loss_fn, extra, settings = build_kd(cfg, meta["task"], teacher_logits, teacher=teacher, teacher_set=teacher_set,
+                                        student=student, student_set=train_set, class_weights=weights)
+    del teacher  # the logit method is done with it; feature methods keep it inside loss_fn
+    with open_live(live_dir) if live_dir else contextlib.nullcontext() as live:
+        result = fit(student, train_set, val_set, y_val, task=meta["task"], loss_fn=loss_fn, seed=seed, live=live,
+                     extra_modules=extra, desc=desc, **fit_options(cfg))
+    if not is_main_process():  # data-parallel run: rank 0 writes the outputs
+        return None
+    with atomic_output(out_dir) as out:
+        result.update(tune_thresholds_and_save(out, student, tokenizer, meta, val_set, y_val, max_length))
+    return {**report, **settings, **start, **{k: v for k, v in result.items() if k != "history"},
+            **count_params(student)}

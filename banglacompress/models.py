@@ -10,7 +10,12 @@ from pathlib import Path
 
 import torch
 import transformers
+from accelerate import PartialState
+from safetensors.torch import load_file
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import models as token_models
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.pytorch_utils import prune_linear_layer
 
 from .config import UserError, require
 from .pooling import apply_pooling, set_pooling
@@ -58,8 +63,6 @@ def train_wordpiece(texts: list[str], vocab_size: int, max_length: int) -> PreTr
     ranks must map text to the same ids."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _train_wordpiece(texts, vocab_size, max_length)
-    from accelerate import PartialState
-
     state = PartialState(cpu=not torch.cuda.is_available())
     shared = Path(tempfile.gettempdir()) / f"banglacompress-tokenizer-{os.environ.get('MASTER_PORT', '0')}-{os.getppid()}"
     if state.is_main_process:
@@ -73,9 +76,7 @@ def train_wordpiece(texts: list[str], vocab_size: int, max_length: int) -> PreTr
 
 
 def _train_wordpiece(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(token_models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS))
@@ -124,12 +125,16 @@ def load_pretrained(name_or_path: str, meta: dict, max_length: int):
     return model, tokenizer
 
 
-def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_length: int):
-    """`cfg` is a params group with `model` ("scratch", a hub id or a path) and `scratch` (architecture)."""
+def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_length: int, tokenizer=None):
+    """`cfg` is a params group with `model` ("scratch", a hub id or a path) and `scratch` (architecture).
+    A scratch model trains its own WordPiece on train_texts unless a `tokenizer` is given."""
     source = cfg.get("model", "scratch")
     if source == "scratch":
         check_arch(group, cfg.get("scratch") or {})
-        model, tokenizer = build_scratch(cfg["scratch"], meta, train_texts, max_length, cfg.get("dropout", 0.1))
+        if tokenizer is None:
+            model, tokenizer = build_scratch(cfg["scratch"], meta, train_texts, max_length, cfg.get("dropout", 0.1))
+        else:
+            model = build_scratch_with_tokenizer(cfg["scratch"], meta, tokenizer, max_length, cfg.get("dropout", 0.1))
     else:
         model, tokenizer = load_pretrained(source, meta, max_length)
     return set_pooling(model, cfg.get("pooling", "cls"), f"{group}.pooling"), tokenizer
@@ -215,8 +220,6 @@ def shrink_block(block, keep_heads=None, keep_neurons=None) -> None:
 
     Every family's attention reshapes with view(..., -1, head_size), so the number of heads follows
     the weight shapes; the module attributes are updated too so nothing reads a stale count."""
-    from transformers.pytorch_utils import prune_linear_layer
-
     parts = block_layout(block)
     if keep_heads is not None:
         attn = block.get_submodule(parts["attention"])
@@ -266,8 +269,6 @@ def from_pretrained_pruned(path: str | Path, **kwargs):
     config = AutoConfig.from_pretrained(path)
     if not getattr(config, PRUNED_SHAPES_KEY, None):
         return apply_pooling(AutoModelForSequenceClassification.from_pretrained(path, **kwargs))
-    from safetensors.torch import load_file
-
     model = apply_pruned_shapes(AutoModelForSequenceClassification.from_config(config, **kwargs))
     index = path / "model.safetensors.index.json"
     files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [

@@ -16,7 +16,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from .artifact import load_artifact
 from .config import UserError, require
+from .data import Encoded, clean_text, read_csv
+from .scoring import decide, probabilities
+from .train import predict_logits
 
 FORMATS = ("csv", "jsonl")
 
@@ -46,8 +53,6 @@ def read_texts(args, stdin=None) -> list[str]:
 
 
 def read_csv_column(path: Path, column: str | None) -> list[str]:
-    from .data import read_csv
-
     df = read_csv(path, keep_empty=True, missing_hint="give an existing CSV file with --csv")
     if column is None:
         require(len(df.columns) == 1 or "text" in df.columns,
@@ -59,14 +64,6 @@ def read_csv_column(path: Path, column: str | None) -> list[str]:
 
 def predict(model_dir, texts: list[str], batch_size: int = 64, threads: int | None = None) -> list[dict]:
     """texts -> one dict per text: the text, decisions per label, probabilities (input order)."""
-    import numpy as np
-    import torch
-
-    from .data import Encoded, clean_text
-    from .quantize import load_artifact
-    from .scoring import decide, probabilities
-    from .train import predict_logits
-
     require(batch_size >= 1, f"--batch-size must be at least 1, not {batch_size}")
     if threads:
         torch.set_num_threads(threads)

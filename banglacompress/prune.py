@@ -17,19 +17,25 @@ model must have right now (`expected`), and `report` (achieved sparsity per laye
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .config import require
-from .data import Encoded, make_loader
-from .models import (block_layout, block_shape, encoder_blocks, encoder_linears, record_pruned_shapes,
-                     shrink_block)
-from .train import fit, hard_loss
+from .config import atomic_output, check_choice, check_range, require
+from .data import Encoded, class_weights, load_split, make_loader, sample_batches
+from .distill import logit_kd
+from .measure import artifact_size, measure_speed
+from .models import (block_layout, block_shape, count_params, encoder_blocks, encoder_linears, from_pretrained_pruned,
+                     load_model_dir, record_pruned_shapes, shrink_block)
+from .train import (check_fit_options, fit, fit_options, hard_loss, is_main_process, label_loss, open_live,
+                    predict_logits, tune_thresholds_and_save)
 
 SCOPES = ("all", "attention", "ffn")
 GRANULARITIES = ("global", "layer", "row")
@@ -148,9 +154,18 @@ class Pruner:
         return report
 
 
+@dataclass
+class PruneContext:
+    """What a method may use besides the model and its options: labelled calibration batches (train rows,
+    for methods whose spec says `calibrated`), the task, and the number of healing steps."""
+    calib: list | None = None
+    task: str | None = None
+    total_steps: int | None = None
+
+
 # --------------------------------------------------------------------------- magnitude
-def magnitude(model, sparsity: float, scope: str = "all", granularity: str = "global", include_head: bool = False,
-              include_embeddings: bool = False, **_) -> Pruner:
+def magnitude(model, sparsity: float, scope: str, ctx: PruneContext, *, granularity: str = "global",
+              include_head: bool = False, include_embeddings: bool = False) -> Pruner:
     """L1 magnitude pruning of the encoder's Linear weights."""
     layers = prunable_layers(model, scope, include_head, include_embeddings)
     masks = _magnitude_masks(layers, sparsity, granularity)
@@ -159,15 +174,6 @@ def magnitude(model, sparsity: float, scope: str = "all", granularity: str = "gl
 
 
 # --------------------------------------------------------------------------- wanda
-def calibration_batches(tokenizer, texts: list[str], targets, max_length: int, n: int = 512,
-                        batch_size: int = 32, seed: int = 42) -> list[dict]:
-    """`n` random training rows, tokenized with the pruned model's own tokenizer, dynamically padded."""
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(texts), min(n, len(texts)), replace=False))
-    dataset = Encoded(tokenizer, [texts[i] for i in rows], None if targets is None else targets[rows], max_length)
-    return list(make_loader(dataset, batch_size, shuffle=False))
-
-
 @torch.no_grad()
 def input_sq_norms(model, layers: dict[str, torch.nn.Linear], batches: list[dict]) -> dict[str, torch.Tensor]:
     """Sum over calibration tokens of x_j^2 for every input feature j of each Linear (forward
@@ -212,12 +218,11 @@ def _block_of(name: str) -> float:
     return int(match.group(1)) if match else math.inf  # head layers come after every block
 
 
-def wanda(model, sparsity: float, scope: str = "all", calib: list | None = None, include_head: bool = False,
-          include_embeddings: bool = False, **_) -> Pruner:
-    """Wanda: per output row, prune the weights with the lowest |W_ij| * ||X_j||_2."""
+def wanda(model, sparsity: float, scope: str, ctx: PruneContext, *, include_head: bool = False) -> Pruner:
+    """Wanda: per output row, prune the weights with the lowest |W_ij| * ||X_j||_2. (Embedding tables have
+    no input activations to score, so wanda does not take include_embeddings.)"""
+    calib = ctx.calib
     require(bool(calib), "wanda needs calibration batches (prune.calib_samples > 0)")
-    require(not include_embeddings, "wanda scores need input activations; embedding tables have none "
-                                    "(set prune.include_embeddings: false or use magnitude)")
     layers = prunable_layers(model, scope, include_head)
     masks = {}
     for block in sorted({_block_of(n) for n in layers}):
@@ -276,10 +281,11 @@ class GradualPruner(Pruner):
         return self.current
 
 
-def gradual(model, sparsity: float, scope: str = "all", granularity: str = "global", schedule: str = "cubic",
-            start_step: int = 0, end_step: int | None = None, frequency: int = 100, total_steps: int | None = None,
-            include_head: bool = False, include_embeddings: bool = False, **_) -> GradualPruner:
+def gradual(model, sparsity: float, scope: str, ctx: PruneContext, *, granularity: str = "global",
+            schedule: str = "cubic", start_step: int = 0, end_step: int | None = None, frequency: int = 100,
+            include_head: bool = False, include_embeddings: bool = False) -> GradualPruner:
     """Gradual magnitude pruning during fine-tuning; end_step None = the last fine-tuning step."""
+    total_steps = ctx.total_steps
     end = end_step if end_step is not None else total_steps
     require(end is not None and end > 0, "gradual pruning needs fine-tuning steps (prune.fine_tune_epochs >= 1)")
     require(total_steps is None or end <= total_steps,
@@ -390,16 +396,13 @@ class StructuredPruner(Pruner):
                 "intermediate_kept": [s["intermediate"] for s in shapes]}
 
 
-def structured(model, sparsity: float, scope: str = "all", head_sparsity: float | None = None,
-               ffn_sparsity: float | None = None, importance: str = "taylor", calib: list | None = None,
-               task: str | None = None, include_head: bool = False, include_embeddings: bool = False,
-               **_) -> StructuredPruner:
+def structured(model, sparsity: float, scope: str, ctx: PruneContext, *, head_sparsity: float | None = None,
+               ffn_sparsity: float | None = None, importance: str = "taylor") -> StructuredPruner:
     """Remove the least important heads and FFN neurons of every block (the same share per block,
     so the blocks stay balanced) and shrink the matrices. The kept shapes go into the config
-    (`pruned_shapes`) so the saved model reloads with them."""
-    require(not include_head and not include_embeddings,
-            "structured pruning removes heads and FFN neurons only; set prune.include_head and "
-            "prune.include_embeddings to false")
+    (`pruned_shapes`) so the saved model reloads with them. (Heads and FFN neurons only: structured
+    takes neither include_head nor include_embeddings.)"""
+    calib, task = ctx.calib, ctx.task
     require(importance in IMPORTANCE,
             f"prune.importance={importance!r} is not supported; choose one of {list(IMPORTANCE)}")
     require(importance != "taylor" or (calib and task), "taylor importance needs labelled calibration batches")
@@ -434,23 +437,61 @@ def structured(model, sparsity: float, scope: str = "all", head_sparsity: float 
     return StructuredPruner(before, requested, planned)
 
 
-# --------------------------------------------------------------------------- registry and entry points
-PRUNE_METHODS: dict[str, Callable] = {"magnitude": magnitude, "wanda": wanda, "gradual": gradual,
-                                      "structured": structured}
-NEEDS_CALIBRATION = {"wanda": True, "structured": True}  # structured: for taylor importance
+# --------------------------------------------------------------------------- the methods (the registry)
+@dataclass(frozen=True)
+class PruneMethod:
+    """One pruning method: its function, what it needs, what it changes, and the prune.* options it takes."""
+    run: Callable            # (model, sparsity, scope, PruneContext, **options) -> Pruner
+    options: dict = field(default_factory=dict)  # the options it takes, with their defaults
+    calibrated: bool = False  # needs labelled calibration batches (prune.calib_samples train rows)
+    structured: bool = False  # removes whole units, so the matrices shrink: the only kind a speedup is claimed for
+
+    def resolve(self, name: str, given: dict) -> dict:
+        """The method's defaults updated with the set (non-null) options; a set option the method does
+        not take is an error that names it, not a silently ignored typo."""
+        given = {k: v for k, v in given.items() if v is not None}
+        extra = sorted(set(given) - set(self.options))
+        require(not extra, f"prune.{extra[0] if extra else ''} is set, but prune.method={name} does not take it "
+                           f"(it takes: {', '.join(self.options) or 'no options'}); set it to null")
+        return {**self.options, **given}
 
 
-def start_pruning(model, method: str, sparsity: float, scope: str = "all", **kwargs) -> Pruner:
-    """Run `method` and check the result (sanity check after every step)."""
-    require(method in PRUNE_METHODS, f"prune.method={method!r} is not supported; choose one of {list(PRUNE_METHODS)}")
-    pruner = PRUNE_METHODS[method](model, sparsity, scope=scope, **kwargs)
+PRUNE_METHODS: dict[str, PruneMethod] = {
+    "magnitude": PruneMethod(magnitude, {"granularity": "global", "include_head": False, "include_embeddings": False}),
+    "wanda": PruneMethod(wanda, {"include_head": False}, calibrated=True),
+    "gradual": PruneMethod(gradual, {"granularity": "global", "schedule": "cubic", "start_step": 0, "end_step": None,
+                                     "frequency": 100, "include_head": False, "include_embeddings": False}),
+    "structured": PruneMethod(structured, {"head_sparsity": None, "ffn_sparsity": None, "importance": "taylor"},
+                              calibrated=True, structured=True),  # calibration: taylor importance
+}
+# The prune.* params that are method options (the rest belong to the stage), and how each is checked.
+OPTION_KEYS = tuple(sorted({key for method in PRUNE_METHODS.values() for key in method.options}))
+_FRACTION = (0.0, 1.0, False)
+OPTION_CHECKS = {"granularity": GRANULARITIES, "schedule": SCHEDULES, "importance": IMPORTANCES,
+                 "include_head": (True, False), "include_embeddings": (True, False),
+                 "head_sparsity": _FRACTION, "ffn_sparsity": _FRACTION, "start_step": (0, 10**9, True),
+                 "end_step": (1, 10**9, True), "frequency": (1, 10**9, True)}
+
+
+def method_options(cfg: dict) -> dict:
+    """The method options of a `prune:` params group (null: the method's default)."""
+    return {key: cfg.get(key) for key in OPTION_KEYS}
+
+
+def start_pruning(model, method: str, sparsity: float, scope: str = "all", ctx: PruneContext | None = None,
+                  **options) -> Pruner:
+    """Run `method` with its resolved options and check the result (sanity check after every step)."""
+    check_choice("prune.method", method, PRUNE_METHODS)
+    spec = PRUNE_METHODS[method]
+    pruner = spec.run(model, sparsity, scope, ctx or PruneContext(), **spec.resolve(method, options))
     pruner.check(model, f"after {method} pruning")
     return pruner
 
 
-def prune(model, method: str, sparsity: float, scope: str = "all", **kwargs) -> dict:
+def prune(model, method: str, sparsity: float, scope: str = "all", ctx: PruneContext | None = None,
+          **options) -> dict:
     """One-shot pruning; returns the masks to keep on while fine-tuning (empty for structured)."""
-    return start_pruning(model, method, sparsity, scope=scope, **kwargs).masks
+    return start_pruning(model, method, sparsity, scope, ctx, **options).masks
 
 
 def heal(model, pruner: Pruner, train_set: Encoded, val_set: Encoded, y_val, *, task: str, loss_fn: Callable,
@@ -477,36 +518,103 @@ def heal(model, pruner: Pruner, train_set: Encoded, val_set: Encoded, y_val, *, 
     return result
 
 
-def pruning_options(cfg: dict, *, calib=None, task: str | None = None, total_steps: int | None = None) -> dict:
-    """The method keyword arguments from the `prune:` params group."""
-    return dict(scope=cfg.get("scope", "all"), granularity=cfg.get("granularity", "global"),
-                include_head=cfg.get("include_head", False), include_embeddings=cfg.get("include_embeddings", False),
-                calib=calib, task=task, total_steps=total_steps,
-                schedule=cfg.get("schedule", "cubic"), start_step=cfg.get("start_step", 0),
-                end_step=cfg.get("end_step"), frequency=cfg.get("frequency", 100),
-                head_sparsity=cfg.get("head_sparsity"), ffn_sparsity=cfg.get("ffn_sparsity"),
-                importance=cfg.get("importance", "taylor"))
-
-
 def check_prune_params(cfg: dict) -> None:
     """Reject bad `prune:` params before any work (one line each, no traceback)."""
-    from .config import check_choice, check_range
-
     check_choice("prune.method", cfg["method"], PRUNE_METHODS)
     check_choice("prune.scope", cfg.get("scope", "all"), SCOPES)
-    check_choice("prune.granularity", cfg.get("granularity", "global"), GRANULARITIES)
-    check_choice("prune.schedule", cfg.get("schedule", "cubic"), SCHEDULES)
-    check_choice("prune.importance", cfg.get("importance", "taylor"), IMPORTANCES)
     check_range("prune.sparsity", cfg["sparsity"], 0.0, 1.0, high_inclusive=False)
-    for key in ("head_sparsity", "ffn_sparsity"):
-        if cfg.get(key) is not None:
-            check_range(f"prune.{key}", cfg[key], 0.0, 1.0, high_inclusive=False)
     check_range("prune.calib_samples", cfg.get("calib_samples", 512), 1, 10**7)
-    check_range("prune.frequency", cfg.get("frequency", 100), 1, 10**9)
-    check_range("prune.start_step", cfg.get("start_step", 0), 0, 10**9)
-    if cfg.get("end_step") is not None:
-        check_range("prune.end_step", cfg["end_step"], 1, 10**9)
     check_range("prune.kd_alpha", cfg.get("kd_alpha", 0.0), 0.0, 1.0)
     check_range("prune.kd_temperature", cfg.get("kd_temperature", 4.0), 1e-3, 100.0)
+    check_fit_options("prune", cfg, epochs_key="fine_tune_epochs")
+    for key, value in method_options(cfg).items():
+        if value is None:
+            continue
+        rule = OPTION_CHECKS[key]
+        if isinstance(rule[0], str) or isinstance(rule[0], bool):
+            require(value in rule and type(value) is type(rule[0]),
+                    f"prune.{key}={value!r} is not supported; choose one of: {', '.join(map(str, rule))}")
+        else:
+            check_range(f"prune.{key}", value, rule[0], rule[1], high_inclusive=rule[2])
+    PRUNE_METHODS[cfg["method"]].resolve(cfg["method"], method_options(cfg))
     require(cfg["method"] != "gradual" or cfg["fine_tune_epochs"] >= 1,
             "prune.method=gradual prunes during fine-tuning: prune.fine_tune_epochs must be >= 1")
+
+
+# --------------------------------------------------------------------------- the prune stage
+def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, teacher_dir: str | Path,
+                   out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None,
+                   measure_latency: bool = True) -> dict | None:
+    """The prune stage: prune the student with prune.method, heal it by fine-tuning with the masks kept on
+    (with the teacher's soft targets when prune.kd_alpha > 0, labels only at 0), choose thresholds on val,
+    save to out_dir (checked to reload with the same predictions), and measure what it gained: bytes, and
+    for a structured method a batch-1 speedup over the student (val texts, interleaved). Returns the
+    stage's metrics (None on a non-zero data-parallel rank)."""
+    check_prune_params(cfg)
+    spec = PRUNE_METHODS[cfg["method"]]
+    train_texts, y_train, meta = load_split(prepared, "train")
+    val_texts, y_val, _ = load_split(prepared, "val")
+    model, tokenizer, _ = load_model_dir(student_dir)
+    train_set = Encoded(tokenizer, train_texts, y_train, max_length)
+    val_set = Encoded(tokenizer, val_texts, None, max_length)
+    calib = sample_batches(tokenizer, train_texts, y_train, cfg.get("calib_samples", 512), cfg["batch_size"],
+                           max_length, seed) if spec.calibrated else None
+    total_steps = cfg["fine_tune_epochs"] * len(make_loader(train_set, cfg["batch_size"], shuffle=True))
+    pruner = start_pruning(model, cfg["method"], cfg["sparsity"], cfg.get("scope", "all"),
+                           PruneContext(calib, meta["task"], total_steps), **method_options(cfg))
+    after_prune = pruner.report(model)["sparsity"]
+
+    weights = class_weights(y_train, meta["task"]) if cfg.get("class_weights", True) else None
+    loss_fn = label_loss(meta["task"], weights)
+    if cfg.get("kd_alpha", 0.0) > 0:
+        # Teacher logits once, with the teacher's own tokenizer; matched to batches by row index.
+        teacher, teacher_tok, _ = load_model_dir(teacher_dir)
+        teacher_logits = torch.from_numpy(predict_logits(teacher, Encoded(teacher_tok, train_texts, None, max_length),
+                                                         desc="teacher train"))
+        del teacher
+        loss_fn = logit_kd(meta["task"], teacher_logits, alpha=cfg["kd_alpha"],
+                           temperature=cfg.get("kd_temperature", 4.0), class_weights=weights)
+    with open_live(live_dir) if live_dir else contextlib.nullcontext() as live:
+        result = heal(model, pruner, train_set, val_set, y_val, task=meta["task"], loss_fn=loss_fn, seed=seed,
+                      live=live, desc="prune", **fit_options(cfg, epochs_key="fine_tune_epochs"))
+    report = pruner.report(model)
+    if not is_main_process():  # data-parallel run: rank 0 writes the outputs
+        return None
+    with atomic_output(out_dir) as out:
+        result.update(tune_thresholds_and_save(out, model, tokenizer, meta, val_set, y_val, max_length,
+                                               extra={"prune_method": cfg["method"]}))
+        # Sanity check: what was written reloads (with its pruned shapes) and predicts the same.
+        reloaded = from_pretrained_pruned(out)
+        drift = float(np.abs(predict_logits(model, val_set) - predict_logits(reloaded, val_set)).max())
+        require(drift < 1e-4,
+                f"the saved pruned model predicts differently after reloading (max logit diff {drift:.2e})")
+        size = artifact_size(out)
+    student_size = artifact_size(student_dir)
+    metrics = {"method": cfg["method"], "sparsity_after_prune": after_prune, **report,
+               **{k: v for k, v in result.items() if k != "history"}, **count_params(model), **size,
+               "student_size_bytes": student_size["size_bytes"], "student_gzip_bytes": student_size["gzip_bytes"]}
+    if measure_latency:
+        metrics.update(latency_against_student(cfg, spec, student_dir, reloaded, tokenizer, val_texts, max_length,
+                                               seed))
+    return metrics
+
+
+def latency_against_student(cfg: dict, spec: PruneMethod, student_dir, pruned, tokenizer, texts, max_length: int,
+                            seed: int) -> dict:
+    """Batch-1 latency as in evaluate, interleaved with the unpruned student, same threads (val texts:
+    the test split is for the evaluate stage only). A speedup is claimed for structured methods only:
+    unstructured zeros run through the same dense kernels."""
+    student, student_tok, _ = load_model_dir(student_dir)
+    rng = np.random.default_rng(seed)
+    sample = [texts[i] for i in rng.choice(len(texts), min(cfg.get("latency_samples", 100), len(texts)),
+                                           replace=False)]
+    speed = measure_speed({"student": student, "pruned": pruned}, {"student": student_tok, "pruned": tokenizer},
+                          sample, max_length, threads=cfg.get("threads", 2), batch_size=cfg["batch_size"])
+    timing = {"latency_ms_p50": speed["pruned"]["latency_ms_p50"], "latency_ms_p95": speed["pruned"]["latency_ms_p95"],
+              "student_latency_ms_p50": speed["student"]["latency_ms_p50"], "latency_threads": cfg.get("threads", 2),
+              "latency_samples": len(sample),
+              "speedup_vs_student": (speed["student"]["latency_ms_p50"] / speed["pruned"]["latency_ms_p50"]
+                                     if spec.structured else None)}
+    if not spec.structured:
+        timing["speedup_note"] = "unstructured sparsity: dense kernels, no speedup claimed (size shows in gzip_bytes)"
+    return timing

@@ -23,21 +23,29 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import random
+import logging
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import onnx
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from bitsandbytes.nn import Embedding4bit, Linear4bit, Params4bit
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from safetensors.torch import load_file, save_file
+from torch.ao import quantization as tq
+from torch.ao.quantization import DeQuantStub, QuantStub
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from .config import require
-from .models import INFERENCE_FILE, apply_pruned_shapes, from_pretrained_pruned, save_model_dir
+from .config import check_choice, check_range, require
+from .data import sample_batches
+from .models import apply_pruned_shapes, from_pretrained_pruned
+from .onnx_format import ONNX_FILE, OrtModel, export_onnx, float_weight_nodes, gather_to_int4, vocabulary_gather
 from .pooling import apply_pooling
 
-QUANT_FILE = "quantization.json"
+QUANT_FILE = "quantization.json"  # the method's record in an artifact directory (see artifact.py)
 INT8_FILE = "model_quantized.pt"
 FP16_FILE = "model_fp16.safetensors"
 INT4_FILE = "model_nf4.safetensors"
@@ -48,22 +56,28 @@ CPU_FP16_NOTE = ("fp16 on CPU: the weights are stored in FP16 (half the bytes) b
 
 @dataclass
 class QuantMethod:
+    """One quantization format: how it is made, saved and loaded, what it needs, which options it takes."""
     run: Callable       # (fp32 model, calibration batches or None, **options) -> quantized model
     save: Callable      # (model, directory) -> extra entries for quantization.json
     load: Callable      # (directory, options, device) -> model
-    weights: str        # how the weights are stored (quantization.json, model card)
-    defaults: dict = field(default_factory=dict)  # the method's options; params may override them
+    storage: str        # how the weights are stored (quantization.json, model card)
+    defaults: dict = field(default_factory=dict)  # the options it takes, with their defaults
     calibrated: bool = False  # run() uses calibration batches (train split)
 
-    def resolve(self, options: dict | None = None) -> dict:
-        """The method's defaults updated with the given options (None = keep the default)."""
-        given = {k: v for k, v in (options or {}).items() if k in self.defaults and v is not None}
+    def resolve(self, options: dict | None = None, name: str = "this method") -> dict:
+        """The method's defaults updated with the given options (None = keep the default). A set
+        option the method does not take is an error: silently ignoring it would hide a typo."""
+        given = {k: v for k, v in (options or {}).items() if v is not None}
+        extra = sorted(set(given) - set(self.defaults))
+        require(not extra, f"quantize.{extra[0] if extra else ''}={given.get(extra[0]) if extra else ''!r} is set, "
+                           f"but quantize.method={name} does not take it (it takes: "
+                           f"{', '.join(self.defaults) or 'no options'}); set it to null")
         return {**self.defaults, **given}
 
-    def quantize(self, model, calib=None, **options):
+    def quantize(self, model, calib=None, name: str = "this method", **options):
         """FP32 model -> quantized copy (the input model is left as it was). The resolved options
         ride along on the result so save_artifact records exactly what was done."""
-        resolved = self.resolve(options)
+        resolved = self.resolve(options, name)
         out = self.run(model.eval(), calib, **resolved)
         out.quant_options = resolved
         return out
@@ -98,15 +112,10 @@ def fp32_modules(model) -> list[str]:
             and module._parameters["weight"].is_floating_point()]
 
 
-def calibration_batches(tokenizer, texts: list[str], n_batches: int, batch_size: int, max_length: int,
-                        seed: int = 0) -> list[dict]:
-    """n_batches random batches of training texts (dynamically padded) for static quantization."""
-    from .data import Encoded
-
-    rng = random.Random(seed)
-    pick = rng.sample(range(len(texts)), min(len(texts), n_batches * batch_size))
-    data = Encoded(tokenizer, [texts[i] for i in pick], None, max_length)
-    batches = [data.collate(list(range(i, min(i + batch_size, len(data))))) for i in range(0, len(data), batch_size)]
+def activation_calibration(tokenizer, texts: list[str], n_batches: int, batch_size: int, max_length: int,
+                           seed: int = 0) -> list[dict]:
+    """n_batches batches of random training texts (dynamically padded) for static quantization."""
+    batches = sample_batches(tokenizer, texts, None, n_batches * batch_size, batch_size, max_length, seed)
     return [{"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]} for b in batches]
 
 
@@ -144,8 +153,6 @@ def _load_fp32(path: Path, options: dict, device):
 
 # --------------------------------------------------------------------------- dynamic INT8 (torch.ao)
 def _dynamic_int8(model, calib=None, *, per_channel=False, embeddings=False):
-    from torch.ao import quantization as tq
-
     spec = {torch.nn.Linear: tq.per_channel_dynamic_qconfig if per_channel else tq.default_dynamic_qconfig}
     if embeddings:  # weight-only INT8, one scale per row: the vocabulary table is most of a small model
         spec[_input_embedding_name(model)] = tq.float_qparams_weight_only_qconfig
@@ -175,8 +182,6 @@ class QuantLinear(torch.nn.Module):
 
     def __init__(self, linear):
         super().__init__()
-        from torch.ao.quantization import DeQuantStub, QuantStub
-
         self.quant, self.linear, self.dequant = QuantStub(), linear, DeQuantStub()
 
     def forward(self, x):
@@ -191,8 +196,6 @@ def _engine() -> str:
 
 def _static_prepare(model, per_channel: bool, embeddings: bool):
     """Wrap every Linear, attach qconfigs and observers (in place). Shared by quantize and load."""
-    from torch.ao import quantization as tq
-
     engine = _engine()
     torch.backends.quantized.engine = engine
     if per_channel and engine == "fbgemm":
@@ -216,8 +219,6 @@ def _static_prepare(model, per_channel: bool, embeddings: bool):
 
 
 def _static_convert(model, embeddings: bool):
-    from torch.ao import quantization as tq
-
     tq.convert(model, inplace=True)
     if embeddings:
         _contiguous_ids(model)
@@ -262,8 +263,6 @@ def _fp16(model, calib=None):
 
 
 def _save_fp16(model, path: Path) -> dict:
-    from safetensors.torch import save_file
-
     state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
     save_file(state, path / FP16_FILE)
@@ -271,8 +270,6 @@ def _save_fp16(model, path: Path) -> dict:
 
 
 def _load_fp16(path: Path, options: dict, device):
-    from safetensors.torch import load_file
-
     model = _skeleton(path)
     if device.type == "cuda":
         model = model.half().to(device)
@@ -299,8 +296,6 @@ def _int4_modules(model, embeddings: bool) -> list[str]:
 
 def _int4_shell(module):
     """An empty bitsandbytes 4-bit module of the same shape (weights are set by the caller)."""
-    from bitsandbytes.nn import Embedding4bit, Linear4bit
-
     nested = module.weight.numel() >= INT4_NESTED_MIN_WEIGHTS
     if isinstance(module, torch.nn.Embedding):
         shell = Embedding4bit(module.num_embeddings, module.embedding_dim, dtype=torch.float32, quant_type="nf4")
@@ -311,16 +306,13 @@ def _int4_shell(module):
     return shell
 
 
-def _is_4bit(module) -> bool:
-    # By class name: counting parameters of ordinary models must not need bitsandbytes installed.
+def is_4bit(module) -> bool:
     weight = module._parameters.get("weight")
     return type(weight).__name__ == "Params4bit" and getattr(weight, "quant_state", None) is not None
 
 
 @torch.no_grad()
 def _int4(model, calib=None, *, embeddings=False):
-    import bitsandbytes  # noqa: F401  (fails early with a clear ImportError if absent)
-
     out = copy.deepcopy(model)
     device = _device_of(out)
     for name in _int4_modules(out, embeddings):
@@ -335,9 +327,6 @@ def _int4(model, calib=None, *, embeddings=False):
 
 
 def _save_int4(model, path: Path) -> dict:
-    from bitsandbytes.nn import Embedding4bit
-    from safetensors.torch import save_file
-
     state, packed_bytes, packed_weights, names = {}, 0, 0, []
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
@@ -347,7 +336,7 @@ def _save_int4(model, path: Path) -> dict:
                 state[f"{prefix}weight.{k}"] = v
         else:
             module._save_to_state_dict(state, prefix, False)  # this module's own tensors (+ 4-bit quant state)
-        if _is_4bit(module):
+        if is_4bit(module):
             names.append(name)
             packed_weights += module.weight.quant_state.shape.numel()
             packed_bytes += sum(v.numel() * v.element_size() for k, v in state.items()
@@ -359,9 +348,6 @@ def _save_int4(model, path: Path) -> dict:
 
 
 def _load_int4(path: Path, options: dict, device):
-    from bitsandbytes.nn import Params4bit
-    from safetensors.torch import load_file
-
     record = json.loads((path / QUANT_FILE).read_text())
     model, state = _skeleton(path), load_file(path / INT4_FILE)
     four_bit = record["int4_modules"]
@@ -381,8 +367,6 @@ def _load_int4(path: Path, options: dict, device):
 
 # --------------------------------------------------------------------------- ONNX Runtime
 def _onnx_fp32(model, calib=None, *, threads=None):
-    from .export import OrtModel, export_onnx, float_weight_nodes
-
     data = export_onnx(model)
     return OrtModel(data, copy.deepcopy(model.config), threads, {"fp32_modules": float_weight_nodes(data)})
 
@@ -391,13 +375,6 @@ def _onnx_int8(model, calib=None, *, per_channel=False, embeddings=True, embeddi
     """ONNX Runtime dynamic quantization: INT8 MatMul weights (activations quantized per call) and,
     with embeddings, INT8 Gather tables — the embeddings are most of a small model's bytes.
     embedding_bits=4 stores the word-embedding table in 4 bits (GatherBlockQuantized) instead."""
-    import logging
-
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from .export import OrtModel, export_onnx, float_weight_nodes, gather_to_int4, vocabulary_gather
-
     require(embedding_bits in (4, 8), f"quantize.embedding_bits={embedding_bits!r} must be 4 or 8")
     fp32 = export_onnx(model)
     vocab = vocabulary_gather(fp32, model.config.vocab_size) if embeddings and embedding_bits == 4 else None
@@ -421,15 +398,11 @@ def _onnx_int8(model, calib=None, *, per_channel=False, embeddings=True, embeddi
 
 
 def _save_onnx(model, path: Path) -> dict:
-    from .export import ONNX_FILE
-
     (path / ONNX_FILE).write_bytes(model.onnx_bytes)
     return {}
 
 
 def _load_onnx(path: Path, options: dict, device):
-    from .export import ONNX_FILE, OrtModel
-
     if device.type != "cpu":
         warnings.warn(f"{path} is an ONNX Runtime CPU model; it runs on CPU, not {device}")
     record = json.loads((path / QUANT_FILE).read_text())
@@ -458,84 +431,28 @@ QUANT_METHODS: dict[str, QuantMethod] = {
 }
 
 
-# --------------------------------------------------------------------------- artifacts
-def save_artifact(path: str | Path, method: str, model, tokenizer, info: dict) -> None:
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    if method == "none":
-        save_model_dir(path, model, tokenizer, info)
-        return
-    spec = QUANT_METHODS[method]
-    model.config.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (path / INFERENCE_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    extra = spec.save(model, path)
-    options = spec.resolve(getattr(model, "quant_options", None))
-    fp32 = fp32_modules(model)
-    record = {"method": method, "weights": spec.weights, "options": options, "fp32_modules": fp32, **extra,
-              "files": sorted([f.name for f in path.iterdir()] + [QUANT_FILE])}
-    (path / QUANT_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+# The quantize.* params that are method options (the rest belong to the stage), and their legal values.
+OPTION_KEYS = tuple(sorted({key for method in QUANT_METHODS.values() for key in method.defaults}))
+OPTION_VALUES = {"per_channel": (True, False), "embeddings": (True, False), "embedding_bits": (4, 8)}
 
 
-def read_quant_record(path: str | Path) -> dict | None:
-    """quantization.json of an artifact directory, or None for a plain FP32 directory."""
-    f = Path(path) / QUANT_FILE
-    return json.loads(f.read_text()) if f.exists() else None
+def method_options(cfg: dict) -> dict:
+    """The method options of a `quantize:` params group (null = the method's default)."""
+    return {key: cfg.get(key) for key in OPTION_KEYS}
 
 
-def load_artifact(path: str | Path, *, device: str | torch.device | None = None, threads: int | None = None):
-    """Any model directory this pipeline writes -> (model, tokenizer, inference info).
-    This is the documented loader for every format (FP32, INT8, FP16, NF4, ONNX).
-
-    device: where a torch model is put (default CPU; "cuda" runs fp16 in half precision).
-    threads: ONNX Runtime intra-op threads (default: follow torch.get_num_threads())."""
-    path = Path(path)
-    require(path.is_dir(), f"model directory {path} not found: run `dvc repro` (or the stage that writes it)")
-    require((path / INFERENCE_FILE).exists(), f"{path} is not a model directory from this pipeline "
-                                              f"(no {INFERENCE_FILE}); run the stage that writes it")
-    device = torch.device(device or "cpu")
-    record = read_quant_record(path)
-    if record is None:  # FP32 directory; from_pretrained_pruned also rebuilds structured-pruned shapes
-        model = from_pretrained_pruned(path).eval().to(device)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        return model, tokenizer, json.loads((path / INFERENCE_FILE).read_text(encoding="utf-8"))
-    method = record["method"]
-    require(method in QUANT_METHODS, f"{path} was saved with quantization method {method!r}, unknown to this version")
-    spec = QUANT_METHODS[method]
-    options = spec.resolve(record.get("options"))
-    if threads is not None and "threads" in options:
-        options["threads"] = threads
-    model = spec.load(path, options, device)
-    model.quant_options = options
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    info = json.loads((path / INFERENCE_FILE).read_text(encoding="utf-8"))
-    return model, tokenizer, info
-
-
-def count_stored_params(model) -> dict:
-    """Weight elements as stored, including packed INT8 weights (not nn.Parameters) and NF4 weights
-    (a Params4bit holds two weights per uint8 element), and the weights inside an ONNX graph."""
-    if hasattr(model, "stored_params"):
-        return model.stored_params()
-    total = nonzero = 0
-    for module in model.modules():
-        four_bit = _is_4bit(module)
-        for name, p in module.named_parameters(recurse=False):
-            if four_bit and name == "weight":
-                import bitsandbytes.functional as bnbf
-
-                w = bnbf.dequantize_4bit(p.data, p.quant_state)
-                total += w.numel()
-                nonzero += int((w != 0).sum())
-                continue
-            total += p.numel()
-            nonzero += int((p != 0).sum())
-        if type(module).__module__.startswith("torch.ao.nn.quantized") and callable(getattr(module, "weight", None)):
-            for get in (module.weight, getattr(module, "bias", None)):
-                t = get() if callable(get) else None
-                if t is None:
-                    continue
-                values = t.dequantize() if t.is_quantized else t
-                total += values.numel()
-                nonzero += int((values != 0).sum())
-    return {"params": total, "nonzero_params": nonzero}
+def check_quantize_params(cfg: dict) -> None:
+    """Reject bad `quantize:` params before any work (one line each, no traceback)."""
+    check_choice("quantize.method", cfg["method"], QUANT_METHODS)
+    check_range("quantize.calib_batches", cfg.get("calib_batches", 100), 1, 100000)
+    check_range("quantize.batch_size", cfg.get("batch_size", 32), 1, 65536)
+    check_range("quantize.min_agreement", cfg.get("min_agreement", 0.9), 0.0, 1.0)
+    for key, value in method_options(cfg).items():
+        if value is None:
+            continue
+        if key == "threads":
+            check_range("quantize.threads", value, 1, 1024)
+        else:
+            require(value in OPTION_VALUES[key] and type(value) is type(OPTION_VALUES[key][0]),
+                    f"quantize.{key}={value!r} must be one of {', '.join(map(str, OPTION_VALUES[key]))} or null")
+    QUANT_METHODS[cfg["method"]].resolve(method_options(cfg), cfg["method"])

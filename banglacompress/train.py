@@ -10,15 +10,22 @@ import sys
 import time
 from typing import Callable
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from dvclive import Live
+from scmrepo.exceptions import SCMError
+from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
-from .data import Encoded, make_loader
-from .scoring import decide, macro_f1, probabilities
+from .config import UserError, atomic_output, check_choice, check_range
+from .data import Encoded, class_weights, load_split, make_loader, multilabel_fold_ids
+from .models import build_model, count_params, save_model_dir
+from .scoring import classification_metrics, decide, macro_f1, probabilities, tune_thresholds
 
 SCHEDULERS = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
 
@@ -102,6 +109,14 @@ def predict_logits(model, dataset: Encoded, batch_size: int = 64, desc: str = "p
         for i, row in zip(batch["index"].tolist(), logits):
             out[i] = row
     return np.stack(out)
+
+
+def score_split(model, tokenizer, info: dict, texts, y_true, max_length: int,
+                desc: str = "score") -> tuple[dict, np.ndarray, np.ndarray]:
+    """Metrics, decisions (with the model's own thresholds, tuned on val) and probabilities on any split."""
+    probs = probabilities(info["task"], predict_logits(model, Encoded(tokenizer, texts, None, max_length), desc=desc))
+    metrics = classification_metrics(info["task"], info["label_names"], y_true, probs, info.get("thresholds"))
+    return metrics, decide(info["task"], probs, info.get("thresholds")), probs
 
 
 # --------------------------------------------------------------------------- the loop
@@ -197,7 +212,6 @@ def fit_options(cfg: dict, epochs_key: str = "epochs") -> dict:
 
 
 def check_fit_options(group: str, cfg: dict, epochs_key: str = "epochs") -> None:
-    from .config import check_choice, check_range
     check_range(f"{group}.{epochs_key}", cfg[epochs_key], 0, 1000)
     check_range(f"{group}.lr", cfg["lr"], 1e-8, 1.0)
     check_range(f"{group}.batch_size", cfg["batch_size"], 1, 65536)
@@ -208,9 +222,6 @@ def check_fit_options(group: str, cfg: dict, epochs_key: str = "epochs") -> None
 def tune_thresholds_and_save(path, model, tokenizer, meta: dict, val_set: Encoded, y_val: np.ndarray,
                              max_length: int, extra: dict | None = None) -> dict:
     """Choose decision thresholds on validation (never on test) and save the model directory."""
-    from .models import save_model_dir
-    from .scoring import tune_thresholds
-
     probs = probabilities(meta["task"], predict_logits(model, val_set, desc="val"))
     thresholds = tune_thresholds(meta["task"], y_val, probs)
     val_f1 = macro_f1(meta["task"], y_val, decide(meta["task"], probs, thresholds))
@@ -228,10 +239,6 @@ def is_main_process() -> bool:
 
 def open_live(directory: str):
     """dvclive logger for one stage, in its own directory; dvc.yaml declares the plots (dvcyaml=False)."""
-    from dvclive import Live
-    from scmrepo.exceptions import SCMError
-
-    from .config import UserError
     if not is_main_process():
         return contextlib.nullcontext()
     try:
@@ -243,11 +250,8 @@ def open_live(directory: str):
 
 def fold_ids(task: str, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Stratified fold id per training row (iterative stratification for multi-label)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from .data import iterative_stratify
     if task == "multilabel":
-        return iterative_stratify(y.astype(int), [1 / folds] * folds, seed)
+        return multilabel_fold_ids(y.astype(int), folds, seed)
     labels = y if task == "multiclass" else y[:, 0]
     ids = np.empty(len(y), dtype=int)
     for f, (_, held_out) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels)):
@@ -271,3 +275,52 @@ def cross_validate(build: Callable, texts: list[str], y: np.ndarray, *, task: st
         scores.append(result["best_val_macro_f1"])
     return {"cv_folds": folds, "cv_macro_f1_mean": float(np.mean(scores)), "cv_macro_f1_std": float(np.std(scores)),
             "cv_macro_f1_per_fold": scores}
+
+
+# --------------------------------------------------------------------------- the train_teacher stage
+def check_teacher_params(cfg: dict) -> None:
+    check_fit_options("teacher", cfg)
+    check_choice("teacher.loss", cfg.get("loss", "auto"), LOSSES)
+    check_range("teacher.cv_folds", cfg.get("cv_folds", 0), 0, 20)
+
+
+def train_teacher(cfg: dict, *, prepared: str | Path, out_dir: str | Path, seed: int, max_length: int,
+                  live_dir: str | Path | None = None, tokenizer=None) -> dict | None:
+    """The train_teacher stage: build the teacher (scratch, hub id or path), optionally report k-fold CV
+    on the train split, train with early stopping on val, tune thresholds on val and save it to out_dir.
+    A scratch teacher trains its own tokenizer unless one is given (benchmarks that compare teachers on
+    one tokenizer). Returns the stage's metrics (None on a non-zero data-parallel rank, which writes nothing)."""
+    check_teacher_params(cfg)
+    train_texts, y_train, meta = load_split(prepared, "train")
+    val_texts, y_val, _ = load_split(prepared, "val")
+    task = meta["task"]
+
+    def build(texts):
+        seed_everything(seed)
+        model, tokenizer_ = build_model("teacher", cfg, meta, texts, max_length, tokenizer)
+        if cfg.get("freeze_base", False):
+            freeze_base(model)
+        return model, tokenizer_
+
+    def make_loss(y):
+        weights = class_weights(y, task) if cfg.get("class_weights", True) else None
+        return label_loss(task, weights, cfg.get("loss", "auto"), cfg.get("focal_gamma", 2.0))
+
+    report = {}
+    if cfg.get("cv_folds", 0) >= 2:
+        report = cross_validate(build, train_texts, y_train, task=task, folds=cfg["cv_folds"], seed=seed,
+                                max_length=max_length, make_loss=make_loss, **fit_options(cfg))
+        print(f"[train_teacher] {cfg['cv_folds']}-fold CV macro-F1 {report['cv_macro_f1_mean']:.4f} "
+              f"± {report['cv_macro_f1_std']:.4f}", file=sys.stderr)
+
+    model, tokenizer = build(train_texts)
+    train_set = Encoded(tokenizer, train_texts, y_train, max_length)
+    val_set = Encoded(tokenizer, val_texts, None, max_length)
+    with (open_live(live_dir) if live_dir else contextlib.nullcontext()) as live:
+        result = fit(model, train_set, val_set, y_val, task=task, loss_fn=make_loss(y_train), seed=seed, live=live,
+                     desc="teacher", **fit_options(cfg))
+    if not is_main_process():  # data-parallel run: rank 0 writes the outputs
+        return None
+    with atomic_output(out_dir) as out:
+        result.update(tune_thresholds_and_save(out, model, tokenizer, meta, val_set, y_val, max_length))
+    return {**report, **{k: v for k, v in result.items() if k != "history"}, **count_params(model)}

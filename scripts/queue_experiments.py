@@ -33,11 +33,11 @@ EXPERIMENTS = {
     "prune_v2": {"pipeline": "kd_prune", "prune.method": "magnitude", "prune.sparsity": 0.5,
                  "prune.fine_tune_epochs": 5},
     "prune_v3": {"pipeline": "kd_prune", "prune.method": "wanda", "prune.sparsity": 0.5, "prune.fine_tune_epochs": 5},
-    # The whole pipeline, one quantization method each.
-    "quant_v1": {"pipeline": "kd_prune_quant", "quantize.method": "dynamic"},
-    "quant_v2": {"pipeline": "kd_prune_quant", "quantize.method": "static"},
-    "quant_v3": {"pipeline": "kd_prune_quant", "quantize.method": "int4"},
-    "quant_v4": {"pipeline": "kd_prune_quant", "quantize.method": "fp16"},
+    # The whole pipeline, one quantization method each (embedding_bits is an onnx_int8 option: unset it).
+    "quant_v1": {"pipeline": "kd_prune_quant", "quantize.method": "dynamic", "quantize.embedding_bits": None},
+    "quant_v2": {"pipeline": "kd_prune_quant", "quantize.method": "static", "quantize.embedding_bits": None},
+    "quant_v3": {"pipeline": "kd_prune_quant", "quantize.method": "int4", "quantize.embedding_bits": None},
+    "quant_v4": {"pipeline": "kd_prune_quant", "quantize.method": "fp16", "quantize.embedding_bits": None},
 }
 
 NEXT_STEPS = """\
@@ -54,7 +54,7 @@ class Stop(Exception):
 
 def as_override(key: str, value) -> str:
     """key=value as `dvc exp run -S` parses it (YAML-like: true/false, not Python's True/False)."""
-    text = str(value).lower() if isinstance(value, bool) else str(value)
+    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     return f"{key}={text}"
 
 

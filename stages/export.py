@@ -2,7 +2,6 @@
 -> models/final: the same files plus a model card (README.md) carrying the test metrics from
 evaluate (metrics/summary.json), the data splits (metrics/data.json), intended use, limits and how
 to load it. The copy is reloaded and run once before it replaces models/final."""
-import _path  # noqa: F401
 from pathlib import Path
 
 from banglacompress.config import load_params, read_json, stage_main, write_json

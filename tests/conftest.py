@@ -12,7 +12,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
 
 NEUTRAL = ["আমি", "তুমি", "ভালো", "বই", "খেলা", "গান", "আজ", "কাল", "বাড়ি", "স্কুল", "নদী", "আকাশ", "ভাত", "মাছ"]
 MARKERS = {"hate": ["ঘৃণা", "খারাপ", "মার"], "sexual": ["অশ্লীল", "নোংরা"], "religious": ["ধর্ম", "কাফের"],
@@ -73,10 +72,13 @@ def tiny_params(data_path, **data_overrides) -> dict:
 
 
 def venv_env() -> dict:
-    """Environment whose `python` is this interpreter (dvc.yaml commands call `python`)."""
+    """Environment whose `python` is this interpreter (dvc.yaml commands call `python`). PYTHONPATH "."
+    makes a process started in a repo copy import that copy's package, not the installed one, so a test
+    that edits the copy's code runs the edited code."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["CI"] = "true"
+    env["PYTHONPATH"] = "."
     return env
 
 

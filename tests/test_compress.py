@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from banglacompress.data import Encoded
-from banglacompress.evaluate import artifact_size, measure_speed
+from banglacompress.artifact import count_stored_params, load_artifact, save_artifact
 from banglacompress.models import build_model, count_params
 from banglacompress.prune import apply_masks, prunable_layers, prune, sparsity_report
-from banglacompress.quantize import QUANT_METHODS, count_stored_params, load_artifact, save_artifact
+from banglacompress.measure import artifact_size, measure_speed
+from banglacompress.quantize import QUANT_METHODS
 from banglacompress.train import fit, label_loss, predict_logits
 from conftest import TINY_ARCH, synthetic_frame
 

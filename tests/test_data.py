@@ -6,7 +6,7 @@ import pytest
 
 from banglacompress.config import UserError
 from banglacompress.data import (Encoded, LengthBucketSampler, class_weights, clean_text, deduplicate,
-                                 iterative_stratify, load_labelled, split)
+                                 load_labelled, multilabel_fold_ids, multilabel_holdout, split)
 from conftest import synthetic_frame
 
 
@@ -50,11 +50,36 @@ def test_split_is_disjoint_stratified_and_seeded(tmp_path):
 def test_iterative_stratification_keeps_label_ratios():
     rng = np.random.default_rng(0)
     y = (rng.random((3000, 5)) < [0.6, 0.15, 0.1, 0.05, 0.02]).astype(int)
-    fold = iterative_stratify(y, [0.8, 0.1, 0.1], seed=0)
-    assert set(np.bincount(fold)) and abs(np.bincount(fold)[1] - 300) <= 15
-    for f in range(3):
-        share = y[fold == f].sum(axis=0) / y.sum(axis=0)
-        assert np.allclose(share, [0.8, 0.1, 0.1][f], atol=0.03), share
+    kept, held = multilabel_holdout(y, 0.2, seed=0)
+    assert sorted([*kept, *held]) == list(range(3000)) and abs(len(held) - 600) <= 1
+    for part, share in ((kept, 0.8), (held, 0.2)):
+        assert np.allclose(y[part].sum(axis=0) / y.sum(axis=0), share, atol=0.01)
+    folds = multilabel_fold_ids(y, 5, seed=0)
+    assert np.bincount(folds).tolist() == [600] * 5
+    for f in range(5):
+        assert np.allclose(y[folds == f].sum(axis=0) / y.sum(axis=0), 0.2, atol=0.01)
+
+
+def _label_share_gap(parts, y) -> float:
+    """Largest gap between a label's positive share in any split and in the whole data."""
+    overall = y.mean(axis=0)
+    return max(float(np.abs(part.mean(axis=0) - overall).max()) for part in parts)
+
+
+@pytest.mark.parametrize("name, labels", [
+    ("cyberbully_multilabel.csv", ["bully", "sexual", "religious", "threat", "spam"]),
+    ("toxic_multilabel.csv", ["vulgar", "hate", "religious", "threat", "troll", "Insult"]),
+])
+def test_multilabel_split_quality_on_real_data(shared_data, name, labels):
+    """The library split (iterative-stratification) keeps every label's share within 0.002 of the whole
+    data in train, val and test; the hand-written one it replaced measured 0.00036 (cyberbully) and
+    0.00034 (toxic) on the same data and seed, the library 0.00043 and 0.00039: the same quality."""
+    frame = pd.read_csv(shared_data / name)
+    meta = {"task": "multilabel", "target_columns": labels, "label_names": labels}
+    parts = split(frame[["text" if "text" in frame else "comment", *labels]], meta, 0.1, 0.1, seed=42)
+    assert [len(p) for p in parts.values()] == pytest.approx([0.8 * len(frame), 0.1 * len(frame), 0.1 * len(frame)],
+                                                             abs=2)
+    assert _label_share_gap([p[labels].to_numpy() for p in parts.values()], frame[labels].to_numpy()) < 0.002
 
 
 def test_class_weights():

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from banglacompress.config import UserError
 from banglacompress.data import Encoded
-from banglacompress.distill import (KD_METHODS, attention_term, build_kd, copied_layers, hidden_term,
+from banglacompress.distill import (KD_METHODS, attention_term, build_kd, check_distill_params, copied_layers, hidden_term,
                                     make_projections, resolve_layer_map, student_from_teacher, uniform_layer_map,
                                     FeatureKD)
 from banglacompress.models import build_scratch_with_tokenizer, encoder_blocks, train_wordpiece
@@ -52,7 +52,7 @@ def _pair(task, n=40, vocab=200, **kd):
         teacher.set_attn_implementation("eager")  # as load_model_dir(attn_implementation="eager") does
     teacher_set, train_set = Encoded(tok, texts, None, 32), Encoded(tok, texts, y, 32)
     logits = torch.from_numpy(predict_logits(teacher, teacher_set))
-    cfg = {"method": "logit", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 0.3, "attention_weight": 0.2, **kd}
+    cfg = {"method": "logit", "alpha": 0.5, "temperature": 2.0, **kd}  # method options: their defaults
     loss_fn, extra, settings = build_kd(cfg, task, logits, teacher=teacher, teacher_set=teacher_set,
                                         student=student, student_set=train_set)
     return dict(texts=texts, y=y, meta=meta, tok=tok, teacher=teacher, student=student, teacher_set=teacher_set,
@@ -251,3 +251,15 @@ def test_distill_stage_multi_level_from_teacher_records_its_settings(repo, tmp_p
     teacher_tok = json.loads((repo / "models" / "teacher" / "tokenizer.json").read_text())
     student_tok = json.loads((repo / "models" / "student" / "tokenizer.json").read_text())
     assert student_tok["model"]["vocab"] == teacher_tok["model"]["vocab"]
+
+
+def test_an_option_the_method_does_not_take_is_an_error_that_names_it():
+    """Every option used to be passed to every method and swallowed: a misspelt or misplaced one did nothing."""
+    check_distill_params({"method": "hidden", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 0.5})
+    with pytest.raises(UserError, match=r"distill\.attention_weight is set, but distill\.method=logit does not take"):
+        check_distill_params({"method": "logit", "alpha": 0.5, "temperature": 2.0, "attention_weight": 0.2})
+    with pytest.raises(UserError, match=r"distill\.hidden_weight is set, but distill\.method=attention"):
+        build_kd({"method": "attention", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 0.3}, "binary",
+                 torch.zeros(3, 1))
+    assert set(KD_METHODS["multi_level"].options) == {"hidden_weight", "attention_weight", "attention_loss",
+                                                      "layer_map"}

@@ -1,5 +1,6 @@
 """scripts/queue_experiments.py: the predecessor's planned experiments with the right overrides, every
 override naming a real params.yaml key, and one experiment really queued with DVC."""
+import copy
 import importlib.util
 import shlex
 import shutil
@@ -9,7 +10,10 @@ import sys
 import pytest
 import yaml
 
-from banglacompress.config import ParamsLoader, load_params
+from banglacompress.config import ParamsLoader, UserError, load_params
+from banglacompress.distill import check_distill_params
+from banglacompress.prune import check_prune_params
+from banglacompress.quantize import check_quantize_params
 from conftest import ROOT, venv_env
 
 SCRIPT = ROOT / "scripts" / "queue_experiments.py"
@@ -28,10 +32,10 @@ PLANNED = {
     "prune_v2": {"pipeline": "kd_prune", "prune.method": "magnitude", "prune.sparsity": 0.5,
                  "prune.fine_tune_epochs": 5},
     "prune_v3": {"pipeline": "kd_prune", "prune.method": "wanda", "prune.sparsity": 0.5, "prune.fine_tune_epochs": 5},
-    "quant_v1": {"pipeline": "kd_prune_quant", "quantize.method": "dynamic"},
-    "quant_v2": {"pipeline": "kd_prune_quant", "quantize.method": "static"},
-    "quant_v3": {"pipeline": "kd_prune_quant", "quantize.method": "int4"},
-    "quant_v4": {"pipeline": "kd_prune_quant", "quantize.method": "fp16"},
+    "quant_v1": {"pipeline": "kd_prune_quant", "quantize.method": "dynamic", "quantize.embedding_bits": None},
+    "quant_v2": {"pipeline": "kd_prune_quant", "quantize.method": "static", "quantize.embedding_bits": None},
+    "quant_v3": {"pipeline": "kd_prune_quant", "quantize.method": "int4", "quantize.embedding_bits": None},
+    "quant_v4": {"pipeline": "kd_prune_quant", "quantize.method": "fp16", "quantize.embedding_bits": None},
 }
 
 
@@ -77,6 +81,24 @@ def test_every_override_is_a_params_key():
     spec.loader.exec_module(module)
     module.EXPERIMENTS["typo_v1"] = {"teacher.lrr": 1e-4}
     assert module.unknown_keys(params) == ["typo_v1: teacher.lrr"]
+
+
+def test_every_experiment_passes_the_stage_param_checks():
+    """An option the chosen method does not take is an error, so each experiment must unset the options of
+    the default method it replaces (embedding_bits is onnx_int8's): checked here, not an hour into a queue."""
+    base = load_params(ROOT / "params.yaml")
+    for name, overrides in PLANNED.items():
+        params = copy.deepcopy(base)
+        for key, value in overrides.items():
+            group, _, leaf = key.rpartition(".")
+            (params[group] if group else params)[leaf] = value
+        check_distill_params(params["distill"])
+        check_prune_params(params["prune"])
+        check_quantize_params(params["quantize"])
+    params = copy.deepcopy(base)
+    params["quantize"]["method"] = "dynamic"  # embedding_bits: 4 left set
+    with pytest.raises(UserError, match="quantize.embedding_bits=4 is set, but quantize.method=dynamic"):
+        check_quantize_params(params["quantize"])
 
 
 def test_unknown_name_is_one_line_error():

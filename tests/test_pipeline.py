@@ -64,6 +64,81 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
     rerun = _run(["dvc", "repro"], repo)  # ...and everything downstream of it reruns, nothing upstream
     assert re.findall(r"Running stage '(\w+)'", rerun) == ["distill", "prune", "quantize", "evaluate", "export"], rerun
 
+    # Rewording the model card touches export.py, which only the export stage imports: export alone reruns,
+    # and the new wording is what ships.
+    export_py = repo / "banglacompress" / "export.py"
+    text = export_py.read_text(encoding="utf-8")
+    assert text.count("## Intended use and limits") == 1
+    export_py.write_text(text.replace("## Intended use and limits", "## What it is for, and its limits"),
+                         encoding="utf-8")
+    assert set(json.loads(_run(["dvc", "status", "--json"], repo))) == {"export"}
+    rerun = _run(["dvc", "repro"], repo)
+    assert re.findall(r"Running stage '(\w+)'", rerun) == ["export"], rerun
+    assert "## What it is for, and its limits" in (repo / "models" / "final" / "README.md").read_text(encoding="utf-8")
+
+
+def _package_graph(root: Path) -> dict[str, set[str]]:
+    return {p.stem: _package_imports(p) for p in sorted((root / "banglacompress").glob("*.py")) if p.stem != "__init__"}
+
+
+def test_package_imports_run_one_way_and_sit_at_the_top():
+    """Every module imports only modules listed before it in the package docstring's module map (so the
+    import graph has no cycle), and only at module level: an import hidden inside a function is how the
+    old quantize <-> export <-> evaluate circle was dodged, and it hides a dependency from dvc.yaml."""
+    import banglacompress
+
+    root = Path(__file__).resolve().parents[1]
+    graph = _package_graph(root)
+    order = [line.split()[0] for line in banglacompress.__doc__.splitlines() if line.startswith("    ")]
+    assert sorted(order) == sorted(graph), "the module map in banglacompress/__init__.py lists every module once"
+    for module, imports in graph.items():
+        above = set(order[: order.index(module)])
+        assert imports <= above, f"{module} imports {sorted(imports - above)}, which are not below it"
+    for path in (root / "banglacompress").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {id(node) for node in tree.body}
+        nested = [node.lineno for node in ast.walk(tree)
+                  if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top]
+        assert not nested, f"{path.name}: imports inside functions at lines {nested}"
+
+
+def test_cycle_check_catches_a_cycle():
+    """The check above fails on the circle it names (quantize -> artifact -> quantize)."""
+    root = Path(__file__).resolve().parents[1]
+    graph = _package_graph(root)
+    graph["quantize"] = graph["quantize"] | {"artifact"}
+    assert _cycle(graph) in (["quantize", "artifact", "quantize"], ["artifact", "quantize", "artifact"])
+    assert _cycle(_package_graph(root)) is None
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of the graph as a path, or None (depth-first search)."""
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = "done"
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_prune_stage_does_not_depend_on_export_quantize_or_onnx_code():
+    root = Path(__file__).resolve().parents[1]
+    deps = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["prune"]["deps"]
+    assert not {f"banglacompress/{m}.py" for m in ("export", "quantize", "onnx_format", "artifact", "evaluate")} \
+        & set(deps)
+
 
 def _package_imports(path: Path) -> set[str]:
     """banglacompress modules a file imports, at any depth of the file (function-level imports too)."""

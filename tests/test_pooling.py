@@ -12,11 +12,12 @@ from transformers import AutoModelForSequenceClassification
 
 from banglacompress.config import UserError
 from banglacompress.distill import build_student
-from banglacompress.export import export_onnx
+from banglacompress.artifact import load_artifact, save_artifact
 from banglacompress.models import SCRATCH_FAMILIES, build_model, from_pretrained_pruned, load_model_dir, save_model_dir
 from banglacompress.pooling import POOLINGS, masked_max, masked_mean, pooling_of, set_pooling
-from banglacompress.prune import PRUNE_METHODS
-from banglacompress.quantize import QUANT_METHODS, calibration_batches, load_artifact, save_artifact
+from banglacompress.onnx_format import export_onnx
+from banglacompress.prune import start_pruning
+from banglacompress.quantize import QUANT_METHODS, activation_calibration
 from conftest import TINY_ARCH, synthetic_frame
 
 torch.set_num_threads(1)
@@ -116,7 +117,7 @@ def test_onnx_export_pools_like_torch():
 
 def test_structured_pruned_model_reloads_with_its_pooling(tmp_path):
     model, tok = _model("max")
-    PRUNE_METHODS["structured"](model, 0.5, importance="weight")
+    start_pruning(model, "structured", 0.5, importance="weight")
     batch = _batch(tok)
     save_model_dir(tmp_path, model, tok, INFO)
     reloaded = from_pretrained_pruned(tmp_path)
@@ -127,7 +128,7 @@ def test_structured_pruned_model_reloads_with_its_pooling(tmp_path):
 @pytest.mark.parametrize("method", QUANT_METHODS)
 def test_quantized_artifacts_keep_the_pooling(tmp_path, method):
     model, tok = _model("mean")
-    calib = calibration_batches(tok, TEXTS, 2, 16, 32) if QUANT_METHODS[method].calibrated else None
+    calib = activation_calibration(tok, TEXTS, 2, 16, 32) if QUANT_METHODS[method].calibrated else None
     quantized = QUANT_METHODS[method].quantize(model, calib)
     save_artifact(tmp_path, method, quantized, tok, INFO)
     reloaded, _, _ = load_artifact(tmp_path)

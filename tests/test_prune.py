@@ -10,7 +10,8 @@ import torch
 from banglacompress.data import Encoded, make_loader
 from banglacompress.models import (PRUNED_SHAPES_KEY, SCRATCH_FAMILIES, build_model, count_params, encoder_blocks,
                                    from_pretrained_pruned, save_model_dir)
-from banglacompress.prune import (PRUNE_METHODS, SCHEDULES, GradualPruner, _masks_from_scores, calibration_batches,
+from banglacompress.data import sample_batches
+from banglacompress.prune import (PRUNE_METHODS, SCHEDULES, GradualPruner, PruneContext, _masks_from_scores,
                                   heal, input_sq_norms, prunable_layers, schedule_sparsity, start_pruning,
                                   wanda_scores)
 from banglacompress.train import label_loss, predict_logits
@@ -35,9 +36,16 @@ def _data(tok):
     return Encoded(tok, TEXTS[:150], Y[:150], 32), Encoded(tok, TEXTS[150:], None, 32)
 
 
-def _options(tok, train):
-    return dict(calib=calibration_batches(tok, TEXTS[:150], Y[:150], 32, n=64, batch_size=16), task="binary",
-                total_steps=len(make_loader(train, 16, shuffle=True)), frequency=3)
+def _ctx(tok, train):
+    return PruneContext(calib=sample_batches(tok, TEXTS[:150], Y[:150], 64, 16, 32, seed=42), task="binary",
+                        total_steps=len(make_loader(train, 16, shuffle=True)))
+
+
+def _prune(model, method, sparsity, tok, train, scope="all", **options):
+    """start_pruning with calibration batches and healing steps; gradual prunes every 3 steps."""
+    if method == "gradual":
+        options.setdefault("frequency", 3)
+    return start_pruning(model, method, sparsity, scope, _ctx(tok, train), **options)
 
 
 def _heal(model, pruner, train, val, epochs=1):
@@ -53,7 +61,7 @@ def test_every_method_hits_the_target_before_and_after_healing(family, method):
     untouched = {n: p.clone() for n, p in model.named_parameters()
                  if "embeddings" in n or "classifier" in n or "pooler" in n}
     train, val = _data(tok)
-    pruner = start_pruning(model, method, 0.5, **_options(tok, train))
+    pruner = _prune(model, method, 0.5, tok, train)
     # Embeddings and the classification head are never pruned unless asked for (they train while healing).
     params = dict(model.named_parameters())
     assert all(torch.equal(params[n], p) for n, p in untouched.items())
@@ -73,11 +81,11 @@ def test_every_method_hits_the_target_before_and_after_healing(family, method):
 def test_head_and_embeddings_are_pruned_only_when_asked(method):
     model, tok = _model()
     train, _ = _data(tok)
-    plain = start_pruning(model, method, 0.5, **_options(tok, train))
+    plain = _prune(model, method, 0.5, tok, train)
     assert not any("classifier" in n or "pooler" in n or "embeddings" in n for n in plain.names)
     model, tok = _model()
-    asked = start_pruning(model, method, 0.5, include_head=True, include_embeddings=method != "wanda",
-                          **_options(tok, train))
+    extra = {} if method == "wanda" else {"include_embeddings": True}  # wanda scores activations: no tables
+    asked = _prune(model, method, 0.5, tok, train, include_head=True, **extra)
     assert "classifier" in asked.names and "bert.pooler.dense" in asked.names
     assert ("bert.embeddings.word_embeddings" in asked.names) == (method != "wanda")
 
@@ -121,13 +129,13 @@ def test_wanda_norms_exclude_padding():
 
 def test_wanda_on_a_model_uses_the_first_blocks_real_inputs():
     model, tok = _model()
-    calib = calibration_batches(tok, TEXTS[:150], Y[:150], 32, n=40, batch_size=8)
+    calib = sample_batches(tok, TEXTS[:150], Y[:150], 40, 8, 32, seed=42)
     query = model.bert.encoder.layer[0].attention.self.query
     with torch.no_grad():  # block 0 sees the embeddings' output, summed over non-padding tokens
         sq = sum(model.bert.embeddings(input_ids=b["input_ids"])[b["attention_mask"].bool()].double().pow(2).sum(0)
                  for b in calib)
     expected = _masks_from_scores({"q": wanda_scores(query.weight, sq)}, 0.5, "row")["q"]
-    pruner = start_pruning(model, "wanda", 0.5, calib=calib)
+    pruner = start_pruning(model, "wanda", 0.5, ctx=PruneContext(calib=calib))
     assert torch.equal(pruner.masks["bert.encoder.layer.0.attention.self.query"], expected)
     # Compared within each output row: every row loses exactly half its weights.
     assert ((query.weight == 0).sum(1) == query.in_features // 2).all()
@@ -151,7 +159,8 @@ def test_cubic_schedule_is_zhu_and_gupta():
 
 def test_gradual_masks_change_only_on_pruning_steps_and_end_at_the_target():
     model, _ = _model()
-    pruner = start_pruning(model, "gradual", 0.6, start_step=2, end_step=20, frequency=5, total_steps=25)
+    pruner = start_pruning(model, "gradual", 0.6, ctx=PruneContext(total_steps=25), start_step=2, end_step=20,
+                           frequency=5)
     assert isinstance(pruner, GradualPruner)
     seen = []
     for step in range(1, 26):
@@ -168,8 +177,8 @@ def test_gradual_never_restores_an_epoch_before_the_target():
     model, tok = _model()
     train, val = _data(tok)
     steps = len(make_loader(train, 16, shuffle=True))
-    pruner = start_pruning(model, "gradual", 0.7, start_step=0, end_step=steps + 2, frequency=2,
-                           total_steps=3 * steps)
+    pruner = start_pruning(model, "gradual", 0.7, ctx=PruneContext(total_steps=3 * steps), start_step=0,
+                           end_step=steps + 2, frequency=2)
     result = _heal(model, pruner, train, val, epochs=3)
     assert result["epochs_run"] == 3 and len(result["history"]) == 3
     assert pruner.report(model)["sparsity"] == pytest.approx(0.7, abs=0.01)
@@ -178,7 +187,7 @@ def test_gradual_never_restores_an_epoch_before_the_target():
 def test_gradual_rejects_an_end_after_fine_tuning():
     model, _ = _model()
     with pytest.raises(Exception, match="end_step"):
-        start_pruning(model, "gradual", 0.5, end_step=50, total_steps=10)
+        start_pruning(model, "gradual", 0.5, ctx=PruneContext(total_steps=10), end_step=50)
 
 
 # --------------------------------------------------------------------------- structured
@@ -187,7 +196,7 @@ def test_structured_shrinks_and_reloads_with_the_same_predictions(tmp_path, fami
     model, tok = _model(family, heads=4, layers=2)
     train, val = _data(tok)
     before = count_params(model)["params"]
-    pruner = start_pruning(model, "structured", 0.5, **_options(tok, train))
+    pruner = _prune(model, "structured", 0.5, tok, train)
     _heal(model, pruner, train, val)
     report = pruner.report(model)
     assert report["heads_kept"] == [2, 2] and report["intermediate_kept"] == [32, 32]
@@ -215,7 +224,7 @@ def test_structured_removes_the_dead_head_and_neurons(importance):
         block.intermediate.dense.weight[:32] = 0
         block.output.dense.weight[:, :32] = 0
     keep_q = torch.cat([block.attention.self.query.weight[:d], block.attention.self.query.weight[2 * d:]]).clone()
-    start_pruning(model, "structured", 0.25, ffn_sparsity=0.5, importance=importance, **_options(tok, train))
+    _prune(model, "structured", 0.25, tok, train, ffn_sparsity=0.5, importance=importance)
     block = encoder_blocks(model)[0]
     assert torch.equal(block.attention.self.query.weight, keep_q)  # heads 0, 2, 3 kept, in order
     assert block.intermediate.dense.out_features == 32
@@ -225,7 +234,7 @@ def test_structured_removes_the_dead_head_and_neurons(importance):
 def test_structured_attention_scope_keeps_the_ffn():
     model, tok = _model(heads=4)
     train, _ = _data(tok)
-    pruner = start_pruning(model, "structured", 0.5, scope="attention", **_options(tok, train))
+    pruner = _prune(model, "structured", 0.5, tok, train, scope="attention")
     assert pruner.report(model)["heads_kept"] == [2] and pruner.report(model)["intermediate_kept"] == [64]
     assert pruner.report(model)["sparsity"] == pytest.approx(0.5, abs=0.01)
 
@@ -283,8 +292,7 @@ def student_repo(tmp_path_factory):
     {"method": "wanda", "calib_samples": 64, "latency_samples": 10},
 ], ids=lambda o: o["method"])
 def test_prune_stage_writes_honest_metrics(student_repo, overrides):
-    import yaml
-    params = yaml.safe_load((student_repo / "params.yaml").read_text())
+    params = tiny_params(student_repo / "synthetic.csv")
     params["prune"].update(overrides)
     write_params(student_repo, params)
     result = run_stage(student_repo, "prune")
@@ -300,3 +308,15 @@ def test_prune_stage_writes_honest_metrics(student_repo, overrides):
     else:
         assert metrics["speedup_vs_student"] is None  # unstructured zeros: no speedup claimed
         assert metrics["gzip_bytes"] < metrics["student_gzip_bytes"]
+
+
+def test_prune_stage_refuses_an_option_the_method_does_not_take(student_repo):
+    """A gradual-only option left set while switching to wanda was silently swallowed by `**_` before."""
+    params = tiny_params(student_repo / "synthetic.csv")
+    params["prune"].update(method="wanda", frequency=5)
+    write_params(student_repo, params)
+    result = run_stage(student_repo, "prune")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: prune: prune.frequency is set, but prune.method=wanda does not take it (it takes: include_head); "
+        "set it to null")

@@ -10,13 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
+from banglacompress.config import UserError
 from banglacompress.data import Encoded
-from banglacompress.evaluate import artifact_size
-from banglacompress.export import OrtModel, write_final
+from banglacompress.artifact import count_stored_params, load_artifact, read_quant_record, save_artifact
+from banglacompress.export import write_final
+from banglacompress.measure import artifact_size
 from banglacompress.models import build_model, count_params
 from banglacompress.predict import main as predict_main
-from banglacompress.quantize import (FP16_FILE, INT4_FILE, QUANT_METHODS, calibration_batches, count_stored_params,
-                                     load_artifact, read_quant_record, save_artifact)
+from banglacompress.onnx_format import OrtModel
+from banglacompress.quantize import (FP16_FILE, INT4_FILE, OPTION_KEYS, QUANT_METHODS, activation_calibration,
+                                     check_quantize_params)
 from banglacompress.scoring import agreement, decide, macro_f1, probabilities
 from banglacompress.train import fit, label_loss, predict_logits
 from conftest import ROOT, TINY_ARCH, run_stage, synthetic_frame, venv_env
@@ -56,7 +59,7 @@ def trained():
 
 
 def _quantize(method, model, tok, **opts):
-    calib = calibration_batches(tok, TEXTS[TRAIN], 4, 16, 32) if QUANT_METHODS[method].calibrated else None
+    calib = activation_calibration(tok, TEXTS[TRAIN], 4, 16, 32) if QUANT_METHODS[method].calibrated else None
     return QUANT_METHODS[method].quantize(model, calib, **opts)
 
 
@@ -325,3 +328,15 @@ def test_int4_round_trip_on_cuda(tmp_path, trained):
     test = Encoded(tok, TEXTS[TEST], None, 32)
     assert np.allclose(predict_logits(gpu, test), predict_logits(reloaded, test), atol=1e-5)
     assert agreement("binary", _decisions(model, tok), _decisions(reloaded, tok)) >= MIN_AGREEMENT["int4"]
+
+
+def test_an_option_the_method_does_not_take_is_an_error_that_names_it(trained):
+    """Options are derived from the methods: a misplaced one (embedding_bits is onnx_int8's) stops the stage."""
+    model, tok = trained
+    with pytest.raises(UserError, match=r"quantize.embedding_bits=4 is set, but quantize.method=dynamic does not "
+                                        r"take it \(it takes: per_channel, embeddings\)"):
+        QUANT_METHODS["dynamic"].quantize(model, None, name="dynamic", embedding_bits=4)
+    check_quantize_params({"method": "onnx_int8", "embedding_bits": 4, "per_channel": None})
+    with pytest.raises(UserError, match="quantize.embedding_bits=5 must be one of 4, 8 or null"):
+        check_quantize_params({"method": "onnx_int8", "embedding_bits": 5})
+    assert set(OPTION_KEYS) == {"per_channel", "embeddings", "embedding_bits", "threads"}

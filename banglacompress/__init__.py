@@ -1,0 +1,22 @@
+"""banglacompress: teacher -> distil -> prune -> quantize for Bangla comment classifiers.
+
+Modules, lowest layer first; a module imports only modules above it in this list (a test checks that
+the import graph has no cycle), so each DVC stage depends on the modules it really uses:
+
+    config       params, one-line user errors, atomic outputs, pipeline variants
+    scoring      probabilities, thresholds tuned on val, metrics (numpy only)
+    pooling      cls / mean / max pooling for the classification head
+    data         read, clean, de-duplicate, split (the prepare stage: prepare_splits), batch
+    models       scratch / hub models, tokenizers, model directories, structured-pruned shapes
+    train        the one training loop, inference, thresholds (the train_teacher stage: train_teacher)
+    distill      KD losses and KD_METHODS specs (the distill stage: train_student)
+    measure      bytes on disk, interleaved latency / throughput
+    prune        pruning methods and PRUNE_METHODS specs (the prune stage: prune_and_heal)
+    onnx_format  ONNX export, the ONNX Runtime model wrapper, ONNX graph helpers
+    quantize     quantization formats and QUANT_METHODS specs, quantize param checks
+    artifact     save / load any format, stored parameters (the quantize stage: quantize_and_verify)
+    evaluate     test metrics, ratios, plots (the evaluate stage: evaluate_stages)
+    export       the model card and models/final (the export stage: write_final)
+    predict      the command-line labeller (python -m banglacompress.predict)
+    baseline     the TF-IDF + logistic-regression reference model (benchmarks)
+"""
