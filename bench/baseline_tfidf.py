@@ -5,11 +5,9 @@
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from banglacompress.baseline import evaluate_baseline  # noqa: E402
-from banglacompress.data import load_split  # noqa: E402
+from banglacompress.baseline import evaluate_baseline
+from banglacompress.data import load_split
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ still leaves the rows it finished."""
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -22,25 +21,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from _common import digest, wait_for  # noqa: E402
-from banglacompress.data import Encoded, class_weights, load_split  # noqa: E402
-from banglacompress.distill import (METHOD_FEATURES, build_kd, build_student, check_distill_params,  # noqa: E402
-                                    check_teacher)
-from banglacompress.evaluate import artifact_size, measure_speed, test_scores  # noqa: E402
-from banglacompress.models import count_params, load_model_dir  # noqa: E402
-from banglacompress.scoring import agreement, macro_f1  # noqa: E402
-from banglacompress.train import (fit, fit_options, predict_logits, seed_everything,  # noqa: E402
-                                 tune_thresholds_and_save)
+from banglacompress.config import load_params
+from banglacompress.data import load_split, prepare_splits
+from banglacompress.distill import KD_METHODS, OPTION_KEYS, train_student
+from banglacompress.measure import artifact_size, digest, measure_speed, wait_for
+from banglacompress.models import count_params, load_model_dir
+from banglacompress.scoring import agreement, macro_f1
+from banglacompress.train import score_split
 
 # name -> distill params on top of params.yaml's distill group (student params are never changed,
 # except in the optional from_teacher row, which is outside the target's size budget by design).
+# Each names only the options its method takes (KD_METHODS[method].options).
 CONFIGS = {  # run in this order: the comparisons that matter most finish first
     "no_kd": {"method": "logit", "alpha": 0.0},
     "kd_v2": {"method": "logit", "alpha": 0.7, "temperature": 4.0},  # = method logit at the default alpha / T
@@ -55,56 +49,51 @@ ALIASES = {"logit": "kd_v2"}  # the logit method at default settings is exactly 
 OPTIONAL = {"from_teacher_logit": ({"method": "logit", "alpha": 0.7, "temperature": 4.0},
                                    {"model": "from_teacher", "from_teacher_layers": None})}
 TARGET_F1_RATIO, TARGET_PARAM_RATIO = 0.97, 0.25
+QUICK_TRAIN_ROWS = 600
 
 
+def distill_params(base: dict, config: dict) -> dict:
+    """params.yaml's distill group with one config on top. Method options of the base group that the
+    config's method does not take are nulled (train_student rejects a set option the method ignores);
+    the ones it takes keep params.yaml's value unless the config sets them."""
+    method = config.get("method", base["method"])
+    not_taken = {k: None for k in OPTION_KEYS if k not in KD_METHODS[method].options}
+    return {**base, **not_taken, **config}
 
 
-def prepared_dir(requested: str, params: dict) -> str:
-    """data/prepared if the pipeline made it; else the prepare stage's logic into a temporary directory."""
-    if (Path(requested) / "meta.json").exists():
-        return requested
-    from banglacompress.data import deduplicate, load_labelled, split
+def prepared_dir(requested: str, params: dict, work: Path, quick: bool) -> str:
+    """data/prepared if the pipeline made it, else the prepare stage itself (data.prepare_splits) into the
+    work directory. --quick: a copy whose train split keeps its first QUICK_TRAIN_ROWS rows (val and test
+    whole), so the distill stage function trains on that subset."""
+    source = Path(requested)
+    if not (source / "meta.json").exists():
+        source = work / "prepared"
+        source.mkdir()
+        prepare_splits(params["data"], params["seed"], source)
+        print(f"[bench] {requested} absent: prepared splits in {source}", file=sys.stderr)
+    if not quick:
+        return str(source)
+    trimmed = work / "prepared_quick"
+    shutil.copytree(source, trimmed)
+    train = pd.read_csv(source / "train.csv", encoding="utf-8", dtype=str, keep_default_na=False)
+    train.head(QUICK_TRAIN_ROWS).to_csv(trimmed / "train.csv", index=False, encoding="utf-8")
+    return str(trimmed)
 
-    cfg, seed = params["data"], params["seed"]
-    df, meta = load_labelled(cfg["path"], cfg["text_column"], cfg["label_columns"], cfg.get("task", "auto"),
-                             cfg.get("drop_empty", False))
-    df, dedup = deduplicate(df, meta["target_columns"], meta["task"])
-    out = Path(tempfile.mkdtemp(prefix="bench_distill_prepared_"))
-    for name, part in split(df, meta, cfg["val_size"], cfg["test_size"], seed).items():
-        part.to_csv(out / f"{name}.csv", index=False, encoding="utf-8")
-    (out / "meta.json").write_text(json.dumps({**meta, **dedup}, default=str), encoding="utf-8")
-    print(f"[bench] {requested} absent: prepared splits in {out}", file=sys.stderr)
-    return str(out)
 
-
-def train_student(name, kd_cfg, student_cfg, ctx, out_dir) -> tuple[dict, Path]:
-    """One student: build, distil (or not), select on val, save. Returns its row and directory."""
-    torch.set_num_threads(1)  # training is not timed; leave the other core to the machine's other jobs
-    meta, max_length, seed = ctx["meta"], ctx["max_length"], ctx["seed"]
-    check_distill_params(kd_cfg)
-    teacher = ctx["teacher"]
-    if "attention" in METHOD_FEATURES[kd_cfg["method"]]:
-        teacher = copy.deepcopy(teacher)  # eager attention for this run only
-    seed_everything(seed)
-    student, tok, start_info = build_student(student_cfg, meta, ctx["train_texts"], max_length, teacher,
-                                             ctx["teacher_tok"])
-    train_set = Encoded(tok, ctx["train_texts"], ctx["y_train"], max_length)
-    val_set = Encoded(tok, ctx["val_texts"], None, max_length)
-    weights = class_weights(ctx["y_train"], meta["task"]) if kd_cfg.get("class_weights", True) else None
-    loss_fn, extra, settings = build_kd(kd_cfg, meta["task"], ctx["teacher_logits"], teacher=teacher,
-                                        teacher_set=ctx["teacher_set"], student=student, student_set=train_set,
-                                        class_weights=weights)
-    start = time.perf_counter()
-    result = fit(student, train_set, val_set, ctx["y_val"], task=meta["task"], loss_fn=loss_fn, seed=seed,
-                 extra_modules=extra, desc=name, **fit_options(kd_cfg))
-    seconds = time.perf_counter() - start
+def train_one(name: str, kd_cfg: dict, student_cfg: dict, ctx: dict, seed: int, out_dir: Path) -> tuple[dict, Path]:
+    """One student through the distill stage's own function (distill.train_student): teacher check, teacher
+    logits, build, distil (or not), best epoch and thresholds on val, save. Returns its row and directory."""
     path = out_dir / name
-    result.update(tune_thresholds_and_save(path, student, tok, meta, val_set, ctx["y_val"], max_length))
-    row = {"name": name, **settings, **start_info, "best_epoch": result["best_epoch"],
-           "epochs_run": result["epochs_run"], "val_macro_f1": result["val_macro_f1_tuned"],
-           "thresholds": result["thresholds"], "train_seconds": seconds,
-           "seconds_per_epoch": seconds / max(1, result["epochs_run"]),
-           "val_history": [round(h["val_macro_f1"], 4) for h in result["history"]]}
+    start = time.perf_counter()
+    metrics = train_student(kd_cfg, student_cfg, prepared=ctx["prepared"], teacher_dir=ctx["teacher_dir"],
+                            out_dir=path, seed=seed, max_length=ctx["max_length"], desc=name)
+    seconds = time.perf_counter() - start
+    ctx.setdefault("teacher_check", {k: metrics[k] for k in ("teacher_val_macro_f1", "majority_val_macro_f1")})
+    skip = {"teacher_val_macro_f1", "majority_val_macro_f1", "val_macro_f1_tuned", "params", "nonzero_params",
+            "non_embedding_params"}  # counted again on the reloaded model in score()
+    row = {"name": name, **{k: v for k, v in metrics.items() if k not in skip},
+           "val_macro_f1": metrics["val_macro_f1_tuned"], "train_seconds": seconds,
+           "seconds_per_epoch": seconds / max(1, metrics["epochs_run"])}
     return row, path
 
 
@@ -112,7 +101,8 @@ def score(row: dict, path: Path, ctx: dict) -> None:
     """Test metrics (val-tuned thresholds), agreement with the teacher, params and size; the test
     predictions are kept (ctx["preds"]) for the paired bootstrap."""
     model, tok, info = load_model_dir(path)
-    metrics, pred = test_scores(model, tok, info, ctx["test_texts"], ctx["y_test"], ctx["max_length"])
+    metrics, pred, _ = score_split(model, tok, info, ctx["test_texts"], ctx["y_test"], ctx["max_length"],
+                                   desc="test")
     ctx["preds"].setdefault(row["name"], pred)  # the first seed's predictions
     row.update(test_macro_f1=metrics["macro_f1"], test_accuracy=metrics.get("accuracy"),
                agreement_with_teacher=agreement(ctx["meta"]["task"], ctx["teacher_pred"], pred),
@@ -134,7 +124,8 @@ def over_seeds(runs: list[dict], seeds: list[int]) -> dict:
     return row
 
 
-def add_ratios(rows: dict) -> None:
+def add_teacher_fractions(rows: dict) -> None:
+    """Every row's scores, parameter counts and bytes as a fraction of the teacher's."""
     ref = rows["teacher"]
     for row in rows.values():
         row["f1_vs_teacher"] = row["test_macro_f1"] / ref["test_macro_f1"]
@@ -215,7 +206,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_params()  # params.yaml of the working directory, as the stage scripts read it
     wait_for(Path(args.teacher) / "inference.json", args.wait)
     work = Path(tempfile.mkdtemp(prefix="bench_distill_"))
     try:
@@ -230,9 +221,9 @@ def run(args, params: dict, work: Path) -> None:
     seeds = args.seeds or [seed]
     teacher_dir = work / "teacher"  # a private copy: the pipeline may retrain models/teacher meanwhile
     shutil.copytree(args.teacher, teacher_dir)
-    prepared = prepared_dir(args.prepared, params)
+    prepared = prepared_dir(args.prepared, params, work, args.quick)
 
-    train_texts, y_train, meta = load_split(prepared, "train")
+    train_texts, _, meta = load_split(prepared, "train")
     val_texts, y_val, _ = load_split(prepared, "val")
     test_texts, y_test, _ = load_split(prepared, "test")
     configs = {k: v for k, v in CONFIGS.items() if not args.only or k in args.only}
@@ -241,27 +232,24 @@ def run(args, params: dict, work: Path) -> None:
         for k, (kd, st) in OPTIONAL.items():
             configs[k], students[k] = kd, {**student_cfg, **st}
     if args.quick:
-        train_texts, y_train = train_texts[:600], y_train[:600]
         configs = {k: {**v, "epochs": 1} for k, v in configs.items()}
         args.latency_samples = min(args.latency_samples, 50)
 
     teacher, teacher_tok, teacher_info = load_model_dir(teacher_dir)
-    teacher_set = Encoded(teacher_tok, train_texts, None, max_length)
-    teacher_val = predict_logits(teacher, Encoded(teacher_tok, val_texts, None, max_length), desc="teacher val")
-    check = check_teacher(meta["task"], teacher_val, y_val, y_train, teacher_info["thresholds"],
-                          base.get("min_teacher_margin", 0.02))
-    teacher_metrics, teacher_pred = test_scores(teacher, teacher_tok, teacher_info, test_texts, y_test, max_length)
-    ctx = dict(meta=meta, max_length=max_length, seed=seed, teacher=teacher, teacher_tok=teacher_tok,
-               teacher_set=teacher_set, teacher_logits=torch.from_numpy(predict_logits(teacher, teacher_set)),
-               train_texts=train_texts, y_train=y_train, val_texts=val_texts, y_val=y_val, test_texts=test_texts,
+    teacher_val, _, _ = score_split(teacher, teacher_tok, teacher_info, val_texts, y_val, max_length,
+                                    desc="teacher val")
+    teacher_metrics, teacher_pred, _ = score_split(teacher, teacher_tok, teacher_info, test_texts, y_test, max_length,
+                                                   desc="teacher test")
+    ctx = dict(meta=meta, max_length=max_length, prepared=prepared, teacher_dir=teacher_dir, test_texts=test_texts,
                y_test=y_test, teacher_pred=teacher_pred, preds={"teacher": teacher_pred})
-    rows = {"teacher": {"name": "teacher", "method": "–", "val_macro_f1": check["teacher_val_macro_f1"],
+    rows = {"teacher": {"name": "teacher", "method": "–", "val_macro_f1": teacher_val["macro_f1"],
                         "test_macro_f1": teacher_metrics["macro_f1"], "test_accuracy": teacher_metrics.get("accuracy"),
                         "agreement_with_teacher": 1.0, **count_params(teacher), **artifact_size(teacher_dir)}}
     out = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_count": os.cpu_count()},
            "teacher": args.teacher, "teacher_digest": digest(teacher_dir), "prepared": prepared, "quick": args.quick,
-           "train_rows": len(train_texts), "max_length": max_length, "seed": seed, "seeds": seeds, "teacher_check": check,
-           "base_distill_params": base, "student_params": student_cfg, "configs": configs, "aliases": ALIASES,
+           "train_rows": len(train_texts), "max_length": max_length, "seed": seed, "seeds": seeds,
+           "teacher_check": None, "base_distill_params": base, "student_params": student_cfg, "configs": configs,
+           "distill_params": {k: distill_params(base, v) for k, v in configs.items()}, "aliases": ALIASES,
            "rows": rows, "latency_threads": args.threads, "latency_samples": None}
     paths = {"teacher": teacher_dir}
     out_path = Path(args.out)
@@ -280,7 +268,7 @@ def run(args, params: dict, work: Path) -> None:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         runs = []
         for s in seeds:  # same split, same teacher; the seed sets the student's init, dropout and batch order
-            row, path = train_student(name, {**base, **cfg}, students[name], {**ctx, "seed": s}, work / f"seed{s}")
+            row, path = train_one(name, out["distill_params"][name], students[name], ctx, s, work / f"seed{s}")
             score(row, path, ctx)
             runs.append(row)
             paths.setdefault(name, path)
@@ -288,7 +276,8 @@ def run(args, params: dict, work: Path) -> None:
         for alias, target in ALIASES.items():
             if target == name:
                 rows[alias] = {**rows[name], "name": alias, "alias_of": name}
-        add_ratios(rows)
+        add_teacher_fractions(rows)
+        out["teacher_check"] = ctx.get("teacher_check")  # distill.train_student's check (teacher vs majority)
         out["verdict"] = verdict(rows, ctx)
         write(out, out_path)  # incremental: every finished student is on disk
         print(f"[bench] {name}: val {rows[name]['val_macro_f1']:.4f} test {rows[name]['test_macro_f1']:.4f} "
@@ -337,20 +326,25 @@ def markdown(out: dict) -> str:
     for row in out["rows"].values():
         lines.append("| " + " | ".join(_cell(c, row.get(c)) for c in cols) + " |")
     v = out.get("verdict") or {}
+    attention_losses = " / ".join(sorted({str(r["attention_loss"]).upper() for r in out["rows"].values()
+                                          if r.get("attention_loss")})) or "KL"
     notes = ["", f"Teacher: `{out['teacher']}` (digest {out['teacher_digest']}); splits: `{out['prepared']}` "
              f"({out['train_rows']} train rows); max_length {out['max_length']}; seeds {out.get('seeds')} "
              "(several: every score is the mean over seeds, `_std` its spread); "
              f"quick run: {out['quick']}.",
              "Every student: params.yaml's `student` group (same architecture, same seed(s)) and `distill` group "
-             "(epochs, lr, patience); only the KD settings differ. Best epoch and thresholds chosen on val; test "
-             "scored once per student. `logit` is the same run as `kd_v2` (method logit at alpha 0.7, T 4).",
+             "(epochs, lr, patience); only the KD settings differ. Each is trained by the distill stage's own "
+             "function (`banglacompress.distill.train_student`, the row's distill params: `distill_params` in the "
+             "json), so train time includes its teacher pass over the train split. Best epoch and thresholds "
+             "chosen on val; test scored once per student. `logit` is the same run as `kd_v2` (method logit at "
+             "alpha 0.7, T 4).",
              *([f"Rows {', '.join(out['merged_from_earlier_run'])} come from an earlier run with the same teacher "
                 "and splits (`--merge`); their models were not kept, so they have no latency cells. Every student "
                 "has the same architecture, so the latency of the students timed here applies to them."]
                if out.get("merged_from_earlier_run") else []),
              "Loss: (1 - alpha) * hard + alpha * T^2 * KL(soft logits) + hidden_weight * hidden MSE (projected, "
              "padding masked) + attention_weight * attention "
-             f"{out['base_distill_params'].get('attention_loss', 'kl').upper()} (padding masked, heads averaged).",
+             f"{attention_losses} (padding masked, heads averaged; each row's `attention_loss`).",
              ]
     if v:
         notes.append(f"Best KD student picked on **val**: `{v['best_kd_student_by_val']}`: test macro-F1 "

@@ -14,47 +14,51 @@ Writes <out>.json and <out>.md (default bench/pooling_results) after every model
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
+import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from banglacompress.config import load_params
+from banglacompress.data import load_split
+from banglacompress.measure import measure_speed
+from banglacompress.models import load_model_dir
+from banglacompress.pooling import POOLINGS, set_pooling
+from banglacompress.quantize import QUANT_METHODS
+from banglacompress.train import score_split, train_teacher
 
-from banglacompress.data import Encoded, class_weights, load_split  # noqa: E402
-from banglacompress.evaluate import measure_speed, test_scores  # noqa: E402
-from banglacompress.models import build_scratch_with_tokenizer, load_model_dir  # noqa: E402
-from banglacompress.pooling import POOLINGS, set_pooling  # noqa: E402
-from banglacompress.quantize import QUANT_METHODS  # noqa: E402
-from banglacompress.train import fit, fit_options, label_loss, seed_everything, tune_thresholds_and_save  # noqa: E402
+QUICK_TRAIN_ROWS = 600
+
+
+def quick_prepared(source: str, work: Path) -> str:
+    """--quick: a copy of the prepared splits whose train split keeps its first QUICK_TRAIN_ROWS rows."""
+    trimmed = work / "prepared_quick"
+    shutil.copytree(source, trimmed)
+    train = pd.read_csv(Path(source) / "train.csv", encoding="utf-8", dtype=str, keep_default_na=False)
+    train.head(QUICK_TRAIN_ROWS).to_csv(trimmed / "train.csv", index=False, encoding="utf-8")
+    return str(trimmed)
 
 
 def train_one(pooling: str, seed: int, cfg: dict, ctx: dict, out_dir: Path) -> dict:
-    seed_everything(seed)
-    model = build_scratch_with_tokenizer(cfg["scratch"], ctx["meta"], ctx["tok"], ctx["max_length"],
-                                         cfg.get("dropout", 0.1))
-    set_pooling(model, pooling, "pooling")
-    task, y_train = ctx["meta"]["task"], ctx["y_train"]
-    loss = label_loss(task, class_weights(y_train, task) if cfg.get("class_weights", True) else None,
-                      cfg.get("loss", "auto"), cfg.get("focal_gamma", 2.0))
-    train_set = Encoded(ctx["tok"], ctx["train_texts"], y_train, ctx["max_length"])
-    val_set = Encoded(ctx["tok"], ctx["val_texts"], None, ctx["max_length"])
-    start = time.perf_counter()
-    result = fit(model, train_set, val_set, ctx["y_val"], task=task, loss_fn=loss, seed=seed,
-                 desc=f"{pooling} seed {seed}", **fit_options(cfg))
-    seconds = time.perf_counter() - start
+    """One teacher through the train_teacher stage's own function (train.train_teacher) on the shared
+    tokenizer, with this pooling and seed; reloaded and scored once on test."""
     path = out_dir / f"{pooling}_{seed}"
-    result.update(tune_thresholds_and_save(path, model, ctx["tok"], ctx["meta"], val_set, ctx["y_val"],
-                                           ctx["max_length"]))
+    start = time.perf_counter()
+    result = train_teacher({**cfg, "pooling": pooling}, prepared=ctx["prepared"], out_dir=path, seed=seed,
+                           max_length=ctx["max_length"], tokenizer=ctx["tok"])
+    seconds = time.perf_counter() - start
     reloaded, tok, info = load_model_dir(path)  # scored after reload: the pooling must survive it
-    metrics, _ = test_scores(reloaded, tok, info, ctx["test_texts"], ctx["y_test"], ctx["max_length"])
+    metrics, _, _ = score_split(reloaded, tok, info, ctx["test_texts"], ctx["y_test"], ctx["max_length"],
+                                desc=f"{pooling} test")
     return {"pooling": pooling, "seed": seed, "val_macro_f1": result["val_macro_f1_tuned"],
             "test_macro_f1": metrics["macro_f1"], "best_epoch": result["best_epoch"],
             "epochs_run": result["epochs_run"], "train_seconds": round(seconds, 1)}
@@ -63,9 +67,6 @@ def train_one(pooling: str, seed: int, cfg: dict, ctx: dict, out_dir: Path) -> d
 def latency_cost(model_dir: str, poolings: list[str], texts: list[str], max_length: int, reps: int) -> dict:
     """Median over `reps` interleaved runs of each pooling's p50 batch-1 latency divided by cls's
     (each pooling's two copies averaged), for PyTorch FP32 and ONNX Runtime INT8."""
-    import copy
-    import statistics
-
     base, tok, _ = load_model_dir(model_dir)
     models = {}
     for copy_no, pooling in enumerate([*poolings, *reversed(poolings)]):  # ABBA: creation order evens out
@@ -90,7 +91,9 @@ def latency_cost(model_dir: str, poolings: list[str], texts: list[str], max_leng
 
 def render(rows: list[dict], header: dict, latency: dict | None = None) -> str:
     lines = ["# Teacher pooling: cls vs mean vs max", "",
-             f"Same tokenizer (`{header['tokenizer']}`), teacher params from params.yaml, seeds {header['seeds']}, "
+             f"Same tokenizer (`{header['tokenizer']}`), teacher params from params.yaml (cv_folds 0), each trained "
+             "by the train_teacher stage's own function (`banglacompress.train.train_teacher`), "
+             f"seeds {header['seeds']}, "
              f"{header['train_rows']} train / {header['val_rows']} val / {header['test_rows']} test rows; "
              f"{header['machine']}, torch {header['torch']}, {header['threads']} threads. "
              f"Command: `{header['command']}`", "",
@@ -123,43 +126,43 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[42])
     ap.add_argument("--tokenizer", default="models/teacher", help="model directory whose tokenizer all runs share")
     ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "pooling_results"))
+    ap.add_argument("--out", default="bench/pooling_results")
     ap.add_argument("--quick", action="store_true", help="600 train rows, 1 epoch (smoke run)")
     ap.add_argument("--latency-only", action="store_true", help="keep the trained rows of <out>.json, redo timing")
     ap.add_argument("--latency-model", default="models/pruned", help="weights the latency cost is measured on")
     ap.add_argument("--latency-reps", type=int, default=3)
     args = ap.parse_args()
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    cfg = dict(params["teacher"], **({"epochs": 1} if args.quick else {}))
+    params = load_params()  # params.yaml of the working directory, as the stage scripts read it
+    # The stage's teacher params; k-fold CV is a report that selects nothing, so it is left out here.
+    cfg = dict(params["teacher"], cv_folds=0, **({"epochs": 1} if args.quick else {}))
     _, tok, _ = load_model_dir(args.tokenizer)
-    train_texts, y_train, meta = load_split(args.prepared, "train")
-    val_texts, y_val, _ = load_split(args.prepared, "val")
+    max_length = params["data"]["max_length"]
     test_texts, y_test, _ = load_split(args.prepared, "test")
-    if args.quick:
-        train_texts, y_train = train_texts[:600], y_train[:600]
-    ctx = dict(meta=meta, tok=tok, max_length=params["data"]["max_length"], train_texts=train_texts,
-               y_train=y_train, val_texts=val_texts, y_val=y_val, test_texts=test_texts, y_test=y_test)
-    header = dict(tokenizer=args.tokenizer, seeds=args.seeds, train_rows=len(train_texts), val_rows=len(val_texts),
-                  test_rows=len(test_texts), machine=f"{platform.machine()} {torch.get_num_threads()}-thread CPU",
-                  torch=torch.__version__, threads=torch.get_num_threads(),
-                  command="python bench/bench_pooling.py " + " ".join(sys.argv[1:]))
     rows = []
-    if args.latency_only:
-        saved = json.loads(Path(args.out + ".json").read_text())
-        header, rows = saved["header"], saved["rows"]
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench_pooling_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_pooling_") as tmp:
+        prepared = quick_prepared(args.prepared, Path(tmp)) if args.quick else args.prepared
+        train_rows = len(load_split(prepared, "train")[0])
+        val_rows = len(load_split(prepared, "val")[0])
+        ctx = dict(tok=tok, max_length=max_length, prepared=prepared, test_texts=test_texts, y_test=y_test)
+        header = dict(tokenizer=args.tokenizer, seeds=args.seeds, train_rows=train_rows, val_rows=val_rows,
+                      test_rows=len(test_texts), machine=f"{platform.machine()} {torch.get_num_threads()}-thread CPU",
+                      torch=torch.__version__, threads=torch.get_num_threads(),
+                      command="python bench/bench_pooling.py " + " ".join(sys.argv[1:]))
+        if args.latency_only:
+            saved = json.loads(Path(args.out + ".json").read_text())
+            header, rows = saved["header"], saved["rows"]
+        else:
             for seed in args.seeds:
                 for pooling in args.poolings:
-                    rows.append(train_one(pooling, seed, cfg, ctx, Path(tmp)))
+                    rows.append(train_one(pooling, seed, cfg, ctx, Path(tmp) / "models"))
                     print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
                     save(args.out, header, rows)
     timed = test_texts[:50] if args.quick else test_texts[:300]
     header.update(latency_model=args.latency_model, latency_texts=len(timed), latency_reps=args.latency_reps,
                   latency_command="python bench/bench_pooling.py " + " ".join(sys.argv[1:]))
     latency = latency_cost(args.latency_model, ["cls", *[p for p in args.poolings if p != "cls"]], timed,
-                           ctx["max_length"], args.latency_reps)
+                           max_length, args.latency_reps)
     save(args.out, header, rows, latency)
     print(render(rows, header, latency))
 

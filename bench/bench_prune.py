@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import platform
 import shutil
@@ -20,78 +21,78 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from banglacompress.config import load_params
+from banglacompress.data import load_split
+from banglacompress.measure import artifact_size, digest, measure_speed
+from banglacompress.models import count_params, load_model_dir
+from banglacompress.prune import OPTION_KEYS, PRUNE_METHODS, prune_and_heal
+from banglacompress.train import score_split
 
-from _common import digest, wait_for  # noqa: E402
-from banglacompress.data import Encoded, class_weights, load_split, make_loader  # noqa: E402
-from banglacompress.distill import logit_kd  # noqa: E402
-from banglacompress.evaluate import artifact_size, measure_speed, test_scores  # noqa: E402
-from banglacompress.models import count_params, from_pretrained_pruned, load_model_dir  # noqa: E402
-from banglacompress.prune import calibration_batches, heal, pruning_options, start_pruning  # noqa: E402
-from banglacompress.train import label_loss, predict_logits, tune_thresholds_and_save  # noqa: E402
-
-# name -> prune params (on top of params.yaml's prune group) and healing epochs.
+# name -> prune params on top of params.yaml's prune group; each names only options its method takes
+# (PRUNE_METHODS[method].options) and says whether healing uses the teacher (kd_alpha 0: labels only).
 CONFIGS = {
-    "prune_v1_magnitude_0.3": {"method": "magnitude", "sparsity": 0.3, "fine_tune_epochs": 3},
-    "prune_v2_magnitude_0.5": {"method": "magnitude", "sparsity": 0.5, "fine_tune_epochs": 5},
-    "prune_v3_wanda_0.5": {"method": "wanda", "sparsity": 0.5, "fine_tune_epochs": 5},
-    # The schedule ends after 3 of 5 epochs (end_step set below), so 2 epochs heal at the final sparsity.
+    # The predecessor-style rows: healed on the labels only, as the predecessor did.
+    "prune_v1_magnitude_0.3": {"method": "magnitude", "sparsity": 0.3, "fine_tune_epochs": 3, "kd_alpha": 0.0},
+    "prune_v2_magnitude_0.5": {"method": "magnitude", "sparsity": 0.5, "fine_tune_epochs": 5, "kd_alpha": 0.0},
+    "prune_v3_wanda_0.5": {"method": "wanda", "sparsity": 0.5, "fine_tune_epochs": 5, "kd_alpha": 0.0},
+    # The schedule ends after 3 of 5 epochs (end_epochs -> end_step, see prune_params), so 2 epochs heal
+    # at the final sparsity.
     "gradual_cubic_0.5": {"method": "gradual", "sparsity": 0.5, "schedule": "cubic", "fine_tune_epochs": 5,
-                          "end_epochs": 3},
-    "structured_0.5": {"method": "structured", "sparsity": 0.5, "importance": "taylor", "fine_tune_epochs": 5},
+                          "end_epochs": 3, "kd_alpha": 0.0},
+    "structured_0.5": {"method": "structured", "sparsity": 0.5, "importance": "taylor", "fine_tune_epochs": 5,
+                       "kd_alpha": 0.0},
     "structured_0.5_kd": {"method": "structured", "sparsity": 0.5, "importance": "taylor", "fine_tune_epochs": 5,
                           "kd_alpha": 0.7},
 }
-STRUCTURED = {"structured"}
+# The methods that shrink matrices: the only ones a speedup is claimed for.
+STRUCTURED = {name for name, spec in PRUNE_METHODS.items() if spec.structured}
 FLOOR = "_floor_no_blocks"
+QUICK_TRAIN_ROWS = 400
+ROW_SKIP = ("per_layer", "student_size_bytes", "student_gzip_bytes")  # per-layer detail stays out of the table
 
 
+def quick_prepared(source: str, work: Path) -> str:
+    """--quick: a copy of the prepared splits whose train split keeps its first QUICK_TRAIN_ROWS rows."""
+    trimmed = work / "prepared_quick"
+    shutil.rmtree(trimmed, ignore_errors=True)
+    shutil.copytree(source, trimmed)
+    train = pd.read_csv(Path(source) / "train.csv", encoding="utf-8", dtype=str, keep_default_na=False)
+    train.head(QUICK_TRAIN_ROWS).to_csv(trimmed / "train.csv", index=False, encoding="utf-8")
+    return str(trimmed)
 
-def run_config(name, cfg, base, student_dir, teacher_dir, data, out_dir, max_length, seed):
-    """Prune + heal one config; returns its row (val numbers, sparsity, size) and the saved directory."""
-    torch.set_num_threads(1)
-    train_texts, y_train, val_texts, y_val, meta = data
-    cfg = {**base, **cfg}
-    model, tok, _ = load_model_dir(student_dir)
-    train_set = Encoded(tok, train_texts, y_train, max_length)
-    val_set = Encoded(tok, val_texts, None, max_length)
-    per_epoch = len(make_loader(train_set, cfg["batch_size"], shuffle=True))
+
+def prune_params(base: dict, config: dict, train_rows: int) -> dict:
+    """params.yaml's prune group with one config on top: the method options the config's method does not
+    take are nulled (prune_and_heal rejects a set option the method ignores), and `end_epochs` (gradual)
+    becomes end_step, the optimizer step at which that many healing epochs are done (an epoch is
+    ceil(train rows / batch_size) steps, the length of the stage's training loader)."""
+    config = dict(config)
+    method = config.get("method", base["method"])
+    cfg = {**base, **{k: None for k in OPTION_KEYS if k not in PRUNE_METHODS[method].options}, **config}
     if "end_epochs" in cfg:
+        per_epoch = math.ceil(train_rows / cfg["batch_size"])
         cfg["end_step"] = min(cfg.pop("end_epochs"), cfg["fine_tune_epochs"]) * per_epoch
-    calib = calibration_batches(tok, train_texts, y_train, max_length, cfg.get("calib_samples", 512),
-                                cfg["batch_size"], seed)
-    start = time.perf_counter()
-    pruner = start_pruning(model, cfg["method"], cfg["sparsity"],
-                           **pruning_options(cfg, calib=calib, task=meta["task"],
-                                             total_steps=cfg["fine_tune_epochs"] * per_epoch))
-    weights = class_weights(y_train, meta["task"]) if cfg.get("class_weights", True) else None
-    loss_fn = label_loss(meta["task"], weights)
-    if cfg.get("kd_alpha", 0) > 0:
-        teacher, teacher_tok, _ = load_model_dir(teacher_dir)
-        logits = torch.from_numpy(predict_logits(teacher, Encoded(teacher_tok, train_texts, None, max_length)))
-        loss_fn = logit_kd(meta["task"], logits, alpha=cfg["kd_alpha"], temperature=cfg.get("kd_temperature", 4.0),
-                           class_weights=weights)
-    fit_keys = ("batch_size", "lr", "weight_decay", "warmup_ratio", "grad_clip", "patience", "scheduler")
-    result = heal(model, pruner, train_set, val_set, y_val, task=meta["task"], loss_fn=loss_fn, seed=seed,
-                  desc=name, epochs=cfg["fine_tune_epochs"], **{k: cfg[k] for k in fit_keys if k in cfg})
-    report = pruner.report(model)
+    return cfg
+
+
+def run_config(name: str, cfg: dict, prepared: str, student_dir: Path, teacher_dir: str, out_dir: Path,
+               max_length: int, seed: int) -> tuple[dict, Path]:
+    """Prune + heal one config through the prune stage's own function (prune.prune_and_heal: the saved
+    model is checked to reload with the same predictions); returns its row (val numbers, sparsity, size)
+    and the saved directory."""
     path = out_dir / name
-    result.update(tune_thresholds_and_save(path, model, tok, meta, val_set, y_val, max_length))
-    reloaded = from_pretrained_pruned(path)
-    drift = float(np.abs(predict_logits(model, val_set) - predict_logits(reloaded, val_set)).max())
-    assert drift < 1e-4, f"{name}: reloaded model differs (max logit diff {drift})"
+    start = time.perf_counter()
+    metrics = prune_and_heal(cfg, prepared=prepared, student_dir=student_dir, teacher_dir=teacher_dir,
+                             out_dir=path, seed=seed, max_length=max_length, measure_latency=False)
     row = {"name": name, "method": cfg["method"], "target_sparsity": cfg["sparsity"],
-           "fine_tune_epochs": cfg["fine_tune_epochs"], "kd_alpha": cfg.get("kd_alpha", 0.0),
-           "sparsity": report["sparsity"], "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
-           "val_macro_f1_tuned": result["val_macro_f1_tuned"], "thresholds": result["thresholds"],
-           "train_seconds": time.perf_counter() - start, **count_params(reloaded), **artifact_size(path)}
-    for key in ("heads_kept", "intermediate_kept", "end_step"):
-        if key in report or key in cfg:
-            row[key] = report.get(key, cfg.get(key))
+           "fine_tune_epochs": cfg["fine_tune_epochs"], "kd_alpha": cfg["kd_alpha"],
+           **{k: v for k, v in metrics.items() if k not in ROW_SKIP and k != "method"},
+           "train_seconds": time.perf_counter() - start}
+    if cfg.get("end_step") is not None:
+        row["end_step"] = cfg["end_step"]
     return row, path
 
 
@@ -108,12 +109,13 @@ def main():
     ap.add_argument("--work", help="keep the pruned artifacts here and reuse those already built with the same "
                                    "config and student (e.g. to re-time on a quieter machine); default: a temp dir")
     args = ap.parse_args()
+    torch.set_num_threads(1)  # training is not timed; leave the other core to the machine's other jobs
 
-    import yaml
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = load_params()  # params.yaml of the working directory, as the stage scripts read it
     base, seed, max_length = dict(params["prune"]), params["seed"], params["data"]["max_length"]
     student_src = Path(args.student)
-    assert (student_src / "inference.json").exists(), f"{student_src} is not a model directory"
+    if not (student_src / "inference.json").exists():
+        sys.exit(f"{student_src} is not a model directory (no inference.json): run the distill stage first")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_prune_"))
     # A private copy: the pipeline may rewrite models/student while this runs.
     student_dir = work / "student"
@@ -122,25 +124,25 @@ def main():
     shutil.rmtree(student_dir, ignore_errors=True)
     shutil.copytree(student_src, student_dir)
 
-    train_texts, y_train, meta = load_split(args.prepared, "train")
-    val_texts, y_val, _ = load_split(args.prepared, "val")
-    test_texts, y_test, _ = load_split(args.prepared, "test")
+    prepared = quick_prepared(args.prepared, work) if args.quick else args.prepared
+    train_rows = len(load_split(prepared, "train")[0])
+    val_texts, y_val, _ = load_split(prepared, "val")
+    test_texts, y_test, _ = load_split(prepared, "test")
     configs = {k: v for k, v in CONFIGS.items() if not args.only or k in args.only}
     if args.quick:
-        train_texts, y_train = train_texts[:400], y_train[:400]
         configs = {k: {**v, "fine_tune_epochs": 1, "calib_samples": 100} for k, v in configs.items()}
-    data = (train_texts, y_train, val_texts, y_val, meta)
+    resolved = {name: prune_params(base, cfg, train_rows) for name, cfg in configs.items()}
 
     rows, paths = {}, {"student": student_dir}
-    for name, cfg in configs.items():
+    for name, cfg in resolved.items():
         saved = work / "runs" / name / "bench_row.json"
-        key = {"config": cfg, "base": base, "quick": args.quick, "student": digest(student_dir)}
+        key = {"prune_params": cfg, "quick": args.quick, "student": digest(student_dir)}
         if saved.exists() and json.loads(saved.read_text())["key"] == json.loads(json.dumps(key, default=str)):
             rows[name], paths[name] = json.loads(saved.read_text())["row"], saved.parent
             print(f"[bench] {name}: reusing {saved.parent}", file=sys.stderr, flush=True)
             continue
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        rows[name], paths[name] = run_config(name, cfg, base, student_dir, args.teacher, data, work / "runs",
+        rows[name], paths[name] = run_config(name, cfg, prepared, student_dir, args.teacher, work / "runs",
                                              max_length, seed)
         saved.write_text(json.dumps({"key": key, "row": rows[name]}, default=str))
         print(f"[bench] {name}: val macro-F1 {rows[name]['val_macro_f1_tuned']:.4f} "
@@ -150,16 +152,17 @@ def main():
     # Test scores, once per artifact, with its val-tuned thresholds.
     models, toks = {}, {}
     student_model, student_tok, student_info = load_model_dir(student_dir)
-    student_val, _ = test_scores(student_model, student_tok, student_info, val_texts, y_val, max_length)
+    student_val, _, _ = score_split(student_model, student_tok, student_info, val_texts, y_val, max_length,
+                                    desc="student val")
     rows = {"student": {"name": "student", "method": "none", "sparsity": 0.0,
                         "val_macro_f1_tuned": student_val["macro_f1"], **count_params(student_model),
                         **artifact_size(student_dir)}, **rows}
     for name, path in paths.items():
         if name == "student":
             model, tok, info = student_model, student_tok, student_info
-        else:  # from_pretrained_pruned rebuilds structured shapes (load_model_dir may not, yet)
-            model, (tok, info) = from_pretrained_pruned(path), _tok_info(path)
-        metrics, _ = test_scores(model, tok, info, test_texts, y_test, max_length)
+        else:  # load_model_dir rebuilds structured-pruned shapes (config pruned_shapes)
+            model, tok, info = load_model_dir(path)
+        metrics, _, _ = score_split(model, tok, info, test_texts, y_test, max_length, desc=f"{name} test")
         rows[name].update(test_macro_f1=metrics["macro_f1"], test_accuracy=metrics.get("accuracy"))
         models[name], toks[name] = model.eval(), tok
     ref = rows["student"]["test_macro_f1"]
@@ -211,7 +214,8 @@ def main():
            "quick": args.quick, "latency_samples": len(sample), "fixed_samples": len(fixed),
            "latency_threads": args.threads,
            "load_average_1_5_15min": {**load, "after": os.getloadavg()}, "latency_floor_no_blocks": latency_floor,
-           "max_length": max_length, "base_params": base, "configs": configs, "rows": rows}
+           "max_length": max_length, "base_params": base, "configs": configs,
+           "prune_params": resolved, "rows": rows}
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.with_suffix(".json").write_text(json.dumps(out, indent=2, default=str) + "\n", encoding="utf-8")
@@ -242,19 +246,14 @@ def cpu_time_p50(models: dict, toks: dict, texts: list[str], max_length: int, ro
     return {n: float(np.median(v)) for n, v in times.items()}
 
 
-def _tok_info(path):
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(path), json.loads((Path(path) / "inference.json").read_text())
-
-
 def fmt(values) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
 def markdown(out: dict) -> str:
     t = out["latency_threads"]
-    cols = ["name", "method", "sparsity", "test_macro_f1", "f1_retained", "val_macro_f1_tuned", "size_bytes",
-            "gzip_bytes", "params", "nonzero_params"]
+    cols = ["name", "method", "kd_alpha", "sparsity", "test_macro_f1", "f1_retained", "val_macro_f1_tuned",
+            "size_bytes", "gzip_bytes", "params", "nonzero_params"]
     for th in t:
         cols += [f"latency_ms_p50_t{th}", f"speedup_t{th}", f"latency_ms_p50_len_max_t{th}", f"speedup_len_max_t{th}"]
     cols += ["cpu_ms_p50_t1", "cpu_speedup_t1", "cpu_ms_p50_len_max_t1", "cpu_speedup_len_max_t1"]
@@ -269,7 +268,10 @@ def markdown(out: dict) -> str:
     notes = [
         "", f"Student: `{out['student']}` (digest {out['student_digest']}); splits: `{out['prepared']}`; "
         f"max_length {out['max_length']}; quick run: {out['quick']}.",
-        "Healing on train; best epoch and decision thresholds chosen on val; test scored once per artifact.",
+        "Every row is made by the prune stage's own function (`banglacompress.prune.prune_and_heal`) with the "
+        "row's prune params (`prune_params` in the json): healing on train, on the labels only where kd_alpha is "
+        "0 (the predecessor-style rows and structured_0.5), with the teacher's soft targets where it is > 0; best "
+        "epoch and decision thresholds chosen on val; test scored once per artifact.",
         f"Latency: batch 1, forward only, {out['latency_samples']} test texts (and {out['fixed_samples']} texts "
         "truncated to max_length tokens: "
         "`_len_max`), every model interleaved with the unpruned student in one process, threads "

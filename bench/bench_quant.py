@@ -1,19 +1,22 @@
-"""Quantization benchmark (not a test): every format applied to the pruned student (models/pruned),
-saved, reloaded with load_artifact and scored once on test; agreement with the FP32 pruned model and
-with the teacher; bytes on disk of the whole artifact directory; batch-1 latency and batch-32
-throughput, all models timed interleaved in one process with the same threads (the teacher too).
+"""Quantization benchmark (not a test): every format applied to the pruned student (models/pruned) by the
+quantize stage's own function (artifact.quantize_and_verify: quantize, save, reload with load_artifact,
+check on val), each variant into its own directory; then reloaded and scored once on test; agreement with
+the FP32 pruned model and with the teacher; bytes on disk of the whole artifact directory; batch-1 latency
+and batch-32 throughput, all models timed interleaved in one process with the same threads (the teacher too).
 
     nice -n 10 .venv/bin/python bench/bench_quant.py                 # the real run
     .venv/bin/python bench/bench_quant.py --samples 30 --out /tmp/bq  # smoke run
 
 Waits for models/pruned/inference.json (the pipeline writes it). Writes <out>.json and <out>.md
-(default bench/quant_results). Nothing is tuned on test: thresholds are the pruned model's (val)."""
+(default bench/quant_results). Choices between variants (quantize.method, quantize.embedding_bits) are
+made on the val columns; test is reported, never used to choose; thresholds are the pruned model's (val)."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -23,20 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from _common import digest, wait_for  # noqa: E402
-from banglacompress.data import load_split  # noqa: E402
-from banglacompress.evaluate import artifact_size, measure_speed, test_scores  # noqa: E402
-from banglacompress.quantize import (QUANT_METHODS, calibration_batches, count_stored_params, load_artifact,  # noqa: E402
-                                     read_quant_record, save_artifact)
-from banglacompress.scoring import agreement  # noqa: E402
+from banglacompress.artifact import count_stored_params, load_artifact, quantize_and_verify
+from banglacompress.config import UserError, load_params
+from banglacompress.data import load_split
+from banglacompress.measure import artifact_size, digest, measure_speed, wait_for
+from banglacompress.quantize import OPTION_KEYS
+from banglacompress.scoring import agreement
+from banglacompress.train import score_split
 
 # name -> (method, options). v1..v4 are the predecessor's quant_* names; the rest separate the
 # runtime's effect (onnx_fp32) from the quantization's, and show what quantizing the embedding
-# table (most of this student's bytes) adds.
+# table (most of this student's bytes) adds. Options not named here are null (the method's default).
 VARIANTS = {
     "quant_v1_dynamic": ("dynamic", {}),
     "quant_v2_static": ("static", {}),
@@ -53,6 +53,10 @@ VARIANTS = {
 TARGETS = {"compression": 15.0, "speedup": 4.0, "f1_retained": 0.97}
 
 
+def quantize_params(base: dict, method: str, options: dict, calib_batches: int) -> dict:
+    """params.yaml's quantize group for one variant: its method, its options, every other method option
+    null (quantize_and_verify rejects a set option the method does not take)."""
+    return {**base, "method": method, **{k: None for k in OPTION_KEYS}, **options, "calib_batches": calib_batches}
 
 
 def main():
@@ -66,49 +70,54 @@ def main():
     ap.add_argument("--calib-batches", type=int, default=100)
     ap.add_argument("--only", nargs="*", help="a subset of the variants")
     ap.add_argument("--wait", type=float, default=3600, help="seconds to wait for the pruned model")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "quant_results"))
+    ap.add_argument("--out", default="bench/quant_results")
     args = ap.parse_args()
-    os.chdir(ROOT)
     warnings.simplefilter("ignore")
     wait_for(Path(args.pruned) / "inference.json", args.wait)
     torch.set_num_threads(args.threads)
-    seed = 42
+    params = load_params()  # params.yaml of the working directory, as the stage scripts read it
+    seed, max_length = params["seed"], params["data"]["max_length"]
 
-    test_texts, y_test, meta = load_split(args.prepared, "test")
-    train_texts, _, _ = load_split(args.prepared, "train")
-    teacher, teacher_tok, teacher_info = load_artifact(args.teacher)
-    fp32, tok, info = load_artifact(args.pruned)
-    max_length = info.get("max_length", 128)
-
+    val_texts, y_val, meta = load_split(args.prepared, "val")
+    test_texts, y_test, _ = load_split(args.prepared, "test")
     rows, models, toks, preds = {}, {}, {}, {}
 
     def score(name, model, tokenizer, inf, path, extra=None):
-        metrics, preds[name] = test_scores(model, tokenizer, inf, test_texts, y_test, max_length)
-        rows[name] = {"name": name, "macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"],
-                      **artifact_size(path), **count_stored_params(model), **(extra or {})}
+        val, _, _ = score_split(model, tokenizer, inf, val_texts, y_val, max_length, desc=f"{name} val")
+        metrics, preds[name], _ = score_split(model, tokenizer, inf, test_texts, y_test, max_length,
+                                              desc=f"{name} test")
+        rows[name] = {"name": name, "val_macro_f1": val["macro_f1"], "macro_f1": metrics["macro_f1"],
+                      "accuracy": metrics["accuracy"], **artifact_size(path), **count_stored_params(model),
+                      **(extra or {})}
         models[name], toks[name] = model, tokenizer
-        print(f"[bench] {name}: test macro-F1 {metrics['macro_f1']:.4f}, {rows[name]['size_bytes']:,} bytes",
-              file=sys.stderr)
+        print(f"[bench] {name}: val macro-F1 {val['macro_f1']:.4f}, test macro-F1 {metrics['macro_f1']:.4f}, "
+              f"{rows[name]['size_bytes']:,} bytes", file=sys.stderr)
 
-    score("teacher", teacher, teacher_tok, teacher_info, args.teacher, {"method": "teacher (FP32)"})
-    score("pruned_fp32", fp32, tok, info, args.pruned, {"method": "none"})
+    score("teacher", *load_artifact(args.teacher), args.teacher, {"method": "teacher (FP32)"})
+    score("pruned_fp32", *load_artifact(args.pruned), args.pruned, {"method": "none"})
 
-    calib = calibration_batches(tok, train_texts, args.calib_batches, 32, max_length, seed)
     work = Path(tempfile.mkdtemp(prefix="bench_quant_"))
+    configs, refused = {}, {}
     for name, (method, opts) in VARIANTS.items():
         if args.only and name not in args.only:
             continue
-        spec = QUANT_METHODS[method]
+        cfg = configs[name] = quantize_params(params["quantize"], method, opts, args.calib_batches)
         start = time.perf_counter()
-        quantized = spec.quantize(fp32, calib if spec.calibrated else None, **opts)
+        try:
+            stage = quantize_and_verify(cfg, prepared=args.prepared, source=args.pruned, out_dir=work / name,
+                                        max_length=max_length, seed=seed)
+        except UserError as err:  # the stage refuses it (e.g. below quantize.min_agreement on val): say so
+            refused[name] = str(err)
+            print(f"[bench] {name}: refused by the quantize stage: {err}", file=sys.stderr)
+            continue
         seconds = time.perf_counter() - start
-        save_artifact(work / name, method, quantized, tok, info)
-        reloaded, rtok, rinfo = load_artifact(work / name)  # what is measured is what was saved
-        record = read_quant_record(work / name)
-        score(name, reloaded, rtok, rinfo, work / name,
-              {"method": method, "options": record["options"], "quantize_seconds": seconds,
-               "fp32_modules": len(record["fp32_modules"]),
-               **({"int4_bits_per_weight": record["int4_bits_per_weight"]} if "int4_bits_per_weight" in record
+        # What is measured is what was saved: reloaded with the documented loader.
+        score(name, *load_artifact(work / name), work / name,
+              {"method": method, "options": stage["options"], "quantize_and_verify_seconds": seconds,
+               "val_macro_f1_change": stage["val_macro_f1_change"],
+               "val_agreement_with_fp32": stage["val_agreement_with_fp32"],
+               "fp32_modules": stage["fp32_module_count"],
+               **({"int4_bits_per_weight": stage["int4_bits_per_weight"]} if "int4_bits_per_weight" in stage
                   else {})})
 
     rng = np.random.default_rng(seed)
@@ -124,31 +133,42 @@ def main():
         row["compression"] = ref["size_bytes"] / row["size_bytes"]
         row["speedup"] = ref["latency_ms_p50"] / row["latency_ms_p50"]
         row["throughput_speedup"] = row["throughput_per_s"] / ref["throughput_per_s"]
+        row["val_f1_retained"] = row["val_macro_f1"] / ref["val_macro_f1"]
         row["f1_retained"] = row["macro_f1"] / ref["macro_f1"]
         row["meets_targets"] = all(row[k] >= v for k, v in TARGETS.items())
 
-    result = {"task": meta["task"], "test_rows": len(test_texts), "latency_samples": len(sample),
-              "rounds": args.rounds, "threads": args.threads, "targets_vs_teacher": TARGETS,
-              "pruned_digest": digest(Path(args.pruned)), "teacher_digest": digest(Path(args.teacher)),
+    result = {"task": meta["task"], "val_rows": len(val_texts), "test_rows": len(test_texts),
+              "latency_samples": len(sample), "rounds": args.rounds, "threads": args.threads,
+              "targets_vs_teacher": TARGETS, "pruned_digest": digest(Path(args.pruned)),
+              "teacher_digest": digest(Path(args.teacher)), "quantize_params": configs, "refused": refused,
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
                           "torch": torch.__version__},
               "rows": rows}
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
     out.with_suffix(".md").write_text(markdown(result), encoding="utf-8")
     print(markdown(result))
+    shutil.rmtree(work, ignore_errors=True)  # the artifacts: the results are in the json / md
 
 
 def markdown(result: dict) -> str:
-    cols = [("name", "variant"), ("macro_f1", "test macro-F1"), ("f1_retained", "F1 / teacher"),
-            ("agreement_with_fp32", "agree FP32"), ("agreement_with_teacher", "agree teacher"),
+    cols = [("name", "variant"), ("val_macro_f1", "val macro-F1"), ("val_macro_f1_change", "val Δ vs FP32"),
+            ("val_agreement_with_fp32", "val agree FP32"), ("macro_f1", "test macro-F1"),
+            ("f1_retained", "test F1 / teacher"),
+            ("agreement_with_fp32", "test agree FP32"), ("agreement_with_teacher", "test agree teacher"),
             ("size_bytes", "bytes on disk"), ("compression", "smaller than teacher"),
             ("params", "stored params"), ("latency_ms_p50", "p50 ms (b=1)"), ("latency_ms_p95", "p95 ms (b=1)"),
             ("speedup", "p50 speedup vs teacher"), ("throughput_per_s", "texts/s (b=32)"),
             ("meets_targets", "meets all targets")]
     m = result["machine"]
-    lines = [f"Test split: {result['test_rows']} rows. Latency: {result['latency_samples']} test texts at batch 1, "
+    lines = [f"Val split: {result['val_rows']} rows; test split: {result['test_rows']} rows. Every variant is made "
+             "by the quantize stage's own function (`banglacompress.artifact.quantize_and_verify`, the variant's "
+             "quantize params: `quantize_params` in the json) and reloaded with `load_artifact`. Choices between "
+             "variants (quantize.method, quantize.embedding_bits) are made on the **val** columns (with size and "
+             f"latency); test is reported only, never used to choose. Latency: {result['latency_samples']} test "
+             "texts at batch 1, "
              f"{result['rounds']} rounds, {result['threads']} threads, every model interleaved in one process; "
              f"throughput at batch 32 over the same texts. Load average before/after: "
              f"{m['loadavg_before'][0]:.1f} / {m['loadavg_after'][0]:.1f} on {m['cpus']} CPUs (shared machine). "
@@ -160,7 +180,12 @@ def markdown(result: dict) -> str:
         cells = []
         for key, _ in cols:
             v = row.get(key)
-            if key in ("macro_f1", "f1_retained", "agreement_with_fp32", "agreement_with_teacher"):
+            if v is None:
+                cells.append("–")
+            elif key == "val_macro_f1_change":
+                cells.append(f"{v:+.4f}")
+            elif key in ("val_macro_f1", "macro_f1", "f1_retained", "agreement_with_fp32", "agreement_with_teacher",
+                         "val_agreement_with_fp32"):
                 cells.append(f"{v:.4f}")
             elif key in ("compression", "speedup"):
                 cells.append(f"{v:.2f}×")
@@ -173,6 +198,8 @@ def markdown(result: dict) -> str:
             else:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
+    for name, why in (result.get("refused") or {}).items():
+        lines.append(f"\n`{name}`: refused by the quantize stage ({why}).")
     return "\n".join(lines) + "\n"
 
 

@@ -31,10 +31,22 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
+import sklearn
+import torch
+import transformers
 import yaml
+from threadpoolctl import threadpool_limits
+
+from banglacompress import prune, quantize
+from banglacompress.artifact import load_artifact
+from banglacompress.baseline import fit_and_score, predict_proba
+from banglacompress.data import load_split
+from banglacompress.evaluate import add_teacher_ratios, stage_row
+from banglacompress.measure import measure_speed
+from banglacompress.train import score_split
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {
@@ -44,8 +56,11 @@ DATASETS = {
                    "label_columns": ["bully", "sexual", "religious", "threat", "spam"]},
 }
 PIPELINE = ["prepare", "train_teacher", "distill", "prune", "quantize", "evaluate", "export"]
-PREDECESSOR = {"prune": {"method": "magnitude", "sparsity": 0.5, "granularity": "global", "kd_alpha": 0.0},
-               "quantize": {"method": "dynamic"}}
+# The seed settings, as params on top of the default groups: every method option the default method set is
+# nulled first (the stage rejects an option its method does not take, e.g. quantize.embedding_bits for dynamic).
+PREDECESSOR = {"prune": {**{k: None for k in prune.OPTION_KEYS}, "method": "magnitude", "sparsity": 0.5,
+                         "granularity": "global", "kd_alpha": 0.0},
+               "quantize": {**{k: None for k in quantize.OPTION_KEYS}, "method": "dynamic"}}
 TARGETS = {"f1_retained": 0.97, "compression": 15.0, "speedup": 4.0, "repro_minutes": 20.0}
 CODE = ("stages", "banglacompress", "dvc.yaml", "params.yaml")
 
@@ -97,11 +112,6 @@ def run_pipeline(name: str, spec: dict, base: dict) -> tuple[Path, Path, dict]:
 
 def tfidf_row(prepared: Path, sample: list[str], threads: int) -> dict:
     """The classical baseline scored on test, its pickled size, and its own batch-1 / batch-32 timing."""
-    from threadpoolctl import threadpool_limits
-
-    from banglacompress.baseline import fit_and_score, predict_proba
-    from banglacompress.data import load_split
-
     splits, meta = {}, None
     for split in ("train", "val", "test"):
         texts, y, meta = load_split(prepared, split)
@@ -129,12 +139,6 @@ def tfidf_row(prepared: Path, sample: list[str], threads: int) -> dict:
 
 def measure(work: Path, pred: Path, samples: int, threads: int, seed: int = 42) -> dict:
     """Every artifact on test; the transformer models timed interleaved in this process."""
-    import torch
-
-    from banglacompress.data import load_split
-    from banglacompress.evaluate import add_ratios, measure_speed, score_split, stage_row
-    from banglacompress.quantize import load_artifact
-
     torch.set_num_threads(threads)
     params = yaml.safe_load((work / "params.yaml").read_text())
     max_length = params["data"]["max_length"]
@@ -153,7 +157,7 @@ def measure(work: Path, pred: Path, samples: int, threads: int, seed: int = 42) 
     speed = measure_speed(models, tokenizers, sample, max_length, threads=threads, rounds=2)
     for name in rows:
         rows[name].update(speed[name])
-    add_ratios(rows, predictions, meta["task"])
+    add_teacher_ratios(rows, predictions, meta["task"])
     rows["tfidf_logreg"] = tfidf_row(work / "data/prepared", sample, threads)
     teacher = rows["teacher"]
     rows["tfidf_logreg"].update(f1_retained=rows["tfidf_logreg"]["macro_f1"] / teacher["macro_f1"],
@@ -174,11 +178,6 @@ def targets(result: dict, stages: dict) -> dict:
 
 
 def machine() -> dict:
-    import onnxruntime
-    import sklearn
-    import torch
-    import transformers
-
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),

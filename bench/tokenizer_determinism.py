@@ -8,8 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_RUN = """
-import hashlib, sys, yaml
-sys.path.insert(0, {root!r})
+import hashlib, yaml
 from banglacompress.data import load_split
 from banglacompress.models import train_wordpiece
 params = yaml.safe_load(open({root!r} + "/params.yaml"))
