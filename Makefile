@@ -39,8 +39,9 @@ experiments: setup
 clean:
 	rm -rf data/prepared models
 
-# Markdown review report: metrics, params and plots diff against BASE (a git revision).
+# Markdown review against BASE (a git revision): per-stage table with seed noise, full dvc metrics/params
+# diff, PNG plots in report_plots/ beside report.md (what CML uploads with the comment).
 BASE ?= HEAD
 report: setup
-	$(PY) scripts/report.py $(BASE) > report.md
-	@echo "wrote report.md (against $(BASE))"
+	$(PY) scripts/report.py $(BASE) --out report.md
+	@echo "wrote report.md and report_plots/ (against $(BASE))"
