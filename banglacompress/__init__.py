@@ -4,6 +4,7 @@ Modules, lowest layer first; a module imports only modules above it in this list
 the import graph has no cycle), so each DVC stage depends on the modules it really uses:
 
     config       params, one-line user errors, atomic outputs, pipeline variants
+    integrity    SHA256SUMS of every model directory, written on save and checked on load
     scoring      probabilities, thresholds tuned on val, metrics (numpy only)
     pooling      cls / mean / max pooling for the classification head
     data         read, clean, de-duplicate, split (the prepare stage: prepare_splits), batch

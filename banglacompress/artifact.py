@@ -15,6 +15,7 @@ import torch
 from transformers import AutoTokenizer
 
 from .config import atomic_output, require
+from .integrity import verify_checksums, write_checksums
 from .data import Encoded, load_split
 from .measure import artifact_size
 from .models import INFERENCE_FILE, from_pretrained_pruned, save_model_dir
@@ -39,6 +40,7 @@ def save_artifact(path: str | Path, method: str, model, tokenizer, info: dict) -
     record = {"method": method, "storage": spec.storage, "options": options, "fp32_modules": fp32_modules(model),
               **extra, "files": sorted([f.name for f in path.iterdir()] + [QUANT_FILE])}
     (path / QUANT_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_checksums(path)
 
 
 def read_quant_record(path: str | Path) -> dict | None:
@@ -57,6 +59,7 @@ def load_artifact(path: str | Path, *, device: str | torch.device | None = None,
     require(path.is_dir(), f"model directory {path} not found: run `dvc repro` (or the stage that writes it)")
     require((path / INFERENCE_FILE).exists(), f"{path} is not a model directory from this pipeline "
                                               f"(no {INFERENCE_FILE}); run the stage that writes it")
+    verify_checksums(path)
     device = torch.device(device or "cpu")
     info = json.loads((path / INFERENCE_FILE).read_text(encoding="utf-8"))
     record = read_quant_record(path)

@@ -380,7 +380,7 @@ def student_from_teacher(teacher, n_student: int | None = None):
 
 
 def build_student(cfg: dict, meta: dict, train_texts: list[str], max_length: int, teacher, teacher_tok):
-    """student.model: "from_teacher" (shallower copy of the teacher, its tokenizer), "scratch" (own WordPiece,
+    """student.model: "from_teacher" (shallower copy of the teacher, its tokenizer), "scratch" (own tokenizer,
     or the teacher's with student.tokenizer: teacher), or a hub id / local path. Returns (model, tokenizer, info)."""
     pooling = cfg.get("pooling", "teacher")
     check_choice("student.pooling", pooling, ("teacher", *POOLINGS))
@@ -398,8 +398,8 @@ def _student_from_teacher(cfg, meta, train_texts, max_length, teacher, teacher_t
 
 
 def _student_built(cfg, meta, train_texts, max_length, teacher, teacher_tok):
-    # Default "teacher": hidden / attention KD need one tokenization, and WordPiece training is not
-    # deterministic (ties), so a second WordPiece on the same texts does not reproduce the teacher's.
+    # Default "teacher": hidden / attention KD need one tokenization (an own tokenizer of another
+    # vocabulary size splits words differently).
     tokenizer_source = cfg.get("tokenizer", "teacher")
     check_choice("student.tokenizer", tokenizer_source, ("own", "teacher"))
     if cfg.get("model", "scratch") == "scratch" and tokenizer_source == "teacher":

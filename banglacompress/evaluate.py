@@ -1,6 +1,9 @@
 """The evaluate stage: every stage's saved artifact scored on the held-out test split, with its size,
 stored parameters, and batch-1 latency / batch throughput measured interleaved in one process;
-ratios against the teacher, curves for `dvc plots`, and the summary table."""
+ratios against the teacher, curves for `dvc plots`, and the summary tables.
+
+Quality and size (metrics/summary.*, plots/evaluate) are reproducible to the byte; timings
+(metrics/speed.*, plots/speed) are not, so they are kept apart: an unchanged rerun changes only those."""
 from __future__ import annotations
 
 import json
@@ -21,25 +24,35 @@ def stage_row(stage: str, model, metrics: dict, path) -> dict:
             **artifact_size(path), **count_stored_params(model), "per_label": metrics["per_label"]}
 
 
+TIMING_KEYS = ("latency_ms_p50", "latency_ms_p95", "latency_ms_mean", "throughput_per_s", "speedup")
+
+
 def add_teacher_ratios(rows: dict, predictions: dict, task: str, reference: str = "teacher") -> None:
-    """speedup, compression, F1 retained and decision agreement of every row against the reference row."""
+    """compression, F1 retained and decision agreement of every row against the reference row."""
     ref = rows[reference]
     for stage, row in rows.items():
-        row["speedup"] = ref["latency_ms_p50"] / row["latency_ms_p50"]
         row["compression"] = ref["size_bytes"] / row["size_bytes"]
         row["f1_retained"] = row["macro_f1"] / ref["macro_f1"] if ref["macro_f1"] else None
         row["agreement_with_teacher"] = agreement(task, predictions[reference], predictions[stage])
 
 
-def markdown_table(rows: dict) -> str:
-    cols = ["stage", "macro_f1", "accuracy", "size_bytes", "gzip_bytes", "params", "nonzero_params",
-            "latency_ms_p50", "latency_ms_p95", "throughput_per_s", "speedup", "compression",
-            "agreement_with_teacher"]
+def add_speedups(speed: dict, reference: str = "teacher") -> None:
+    """speedup: the reference's batch-1 p50 latency over each row's (same run, interleaved)."""
+    for row in speed.values():
+        row["speedup"] = speed[reference]["latency_ms_p50"] / row["latency_ms_p50"]
+
+
+QUALITY_COLUMNS = ["stage", "macro_f1", "accuracy", "size_bytes", "gzip_bytes", "params", "nonzero_params",
+                   "compression", "agreement_with_teacher"]
+SPEED_COLUMNS = ["stage", "latency_ms_p50", "latency_ms_p95", "throughput_per_s", "speedup"]
+
+
+def markdown_table(rows: dict, cols: list[str] = QUALITY_COLUMNS) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows.values():
+    for stage, row in rows.items():
         cells = []
         for c in cols:
-            v = row.get(c)
+            v = stage if c == "stage" else row.get(c)
             cells.append(f"{v:.4f}" if isinstance(v, float) and c in ("macro_f1", "accuracy", "agreement_with_teacher")
                          else f"{v:.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
@@ -75,16 +88,22 @@ def curve_plots(task: str, label_names: list[str], y_true: np.ndarray, probs: np
 
 
 def write_plots(directory, per_stage: dict, rows: dict) -> None:
-    """plots/evaluate/{roc,precision_recall,confusion}/<stage>_<label>.json and tradeoff.json."""
+    """plots/evaluate/{roc,precision_recall,confusion}/<stage>_<label>.json and tradeoff.json (F1 vs size)."""
     directory = Path(directory)
     for stage, kinds in per_stage.items():
         for kind, by_label in kinds.items():
             (directory / kind).mkdir(parents=True, exist_ok=True)
             for label, data in by_label.items():
                 (directory / kind / f"{stage}_{label}.json").write_text(json.dumps(data), encoding="utf-8")
-    tradeoff = [{"stage": r["stage"], "macro_f1": r["macro_f1"], "size_mb": r["size_bytes"] / 1e6,
-                 "latency_ms_p50": r["latency_ms_p50"]} for r in rows.values()]
+    tradeoff = [{"stage": r["stage"], "macro_f1": r["macro_f1"], "size_mb": r["size_bytes"] / 1e6} for r in rows.values()]
     (directory / "tradeoff.json").write_text(json.dumps(tradeoff, indent=1), encoding="utf-8")
+
+
+def write_speed_plots(directory, rows: dict, speed: dict) -> None:
+    """plots/speed/latency_tradeoff.json: F1 against batch-1 latency (a timing: not reproducible to the byte)."""
+    points = [{"stage": name, "macro_f1": rows[name]["macro_f1"], "latency_ms_p50": speed[name]["latency_ms_p50"]}
+              for name in rows]
+    (Path(directory) / "latency_tradeoff.json").write_text(json.dumps(points, indent=1), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- the stage
@@ -94,8 +113,8 @@ STAGE_DIRS = {"teacher": "models/teacher", "student": "models/student", "pruned"
 
 def evaluate_stages(stage_dirs: dict, cfg: dict, *, prepared: str | Path, max_length: int, seed: int) -> tuple:
     """Score every model on test, time them all interleaved, and add the ratios against the teacher.
-    stage_dirs: {row name: model directory}, teacher first. Returns (rows, plot rows, header), header
-    being what the summary says about the measurement (task, test rows, texts timed, threads)."""
+    stage_dirs: {row name: model directory}, teacher first. Returns (rows: quality and size, speed:
+    timings, plot rows, header), header being what the summary says about the measurement."""
     texts, y_test, meta = load_split(prepared, "test")
     models, tokenizers, rows, predictions, plots = {}, {}, {}, {}, {}
     for stage, path in stage_dirs.items():
@@ -105,18 +124,17 @@ def evaluate_stages(stage_dirs: dict, cfg: dict, *, prepared: str | Path, max_le
         rows[stage] = stage_row(stage, model, metrics, path)
         models[stage], tokenizers[stage] = model, tokenizer
         print(f"[evaluate] {stage}: test macro-F1 {metrics['macro_f1']:.4f}")
-
-    rng = np.random.default_rng(seed)
-    sample = [texts[i] for i in rng.choice(len(texts), min(cfg["latency_samples"], len(texts)), replace=False)]
-    speed = measure_speed(models, tokenizers, sample, max_length, threads=cfg["threads"],
-                          batch_size=cfg["batch_size"])
-    for stage in rows:
-        rows[stage].update(speed[stage])
     add_teacher_ratios(rows, predictions, meta["task"])
     names = list(stage_dirs)
     if "quantized" in rows:
         # Against the FP32 model it was made from: models/pruned, or the stage before whose copy that is.
         fp32 = names[names.index("quantized") - 1]
         rows["quantized"]["agreement_with_fp32"] = agreement(meta["task"], predictions[fp32], predictions["quantized"])
+
+    rng = np.random.default_rng(seed)
+    sample = [texts[i] for i in rng.choice(len(texts), min(cfg["latency_samples"], len(texts)), replace=False)]
+    speed = measure_speed(models, tokenizers, sample, max_length, threads=cfg["threads"],
+                          batch_size=cfg["batch_size"])
+    add_speedups(speed)
     header = {"task": meta["task"], "test_rows": len(texts), "threads": cfg["threads"], "latency_samples": len(sample)}
-    return rows, plots, header
+    return rows, speed, plots, header

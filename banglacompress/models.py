@@ -1,30 +1,28 @@
-"""Building models (from scratch with a trained WordPiece tokenizer, or from the hub / a local path),
+"""Building models (from scratch with a trained SentencePiece tokenizer, or from the hub / a local path),
 and saving / loading model directories with their tokenizer, labels and thresholds."""
 from __future__ import annotations
 
+import io
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+import sentencepiece as spm
 import torch
 import transformers
-from accelerate import PartialState
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers import models as token_models
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.pytorch_utils import prune_linear_layer
 
 from .config import UserError, require
+from .integrity import verify_checksums, write_checksums
 from .pooling import apply_pooling, set_pooling
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
 
 INFERENCE_FILE = "inference.json"
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 # --------------------------------------------------------------------------- from-scratch architectures
@@ -54,37 +52,32 @@ SCRATCH_FAMILIES = {"bert": _bert, "electra": _electra, "distilbert": _distilber
 ARCH_KEYS = ("family", "layers", "hidden", "heads", "ffn", "vocab_size")
 
 
-def train_wordpiece(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
-    """WordPiece on the training texts. No lower-casing or accent stripping: both would delete
-    Bangla vowel signs (they are combining marks).
+def train_tokenizer(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
+    """A SentencePiece unigram vocabulary trained on `texts`, as a fast (Rust) tokenizer.
 
-    The tokenizers trainer is not deterministic across processes, so under data-parallel training
-    (torchrun / accelerate launch) rank 0 trains it and every other rank loads rank 0's copy: all
-    ranks must map text to the same ids."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return _train_wordpiece(texts, vocab_size, max_length)
-    state = PartialState(cpu=not torch.cuda.is_available())
-    shared = Path(tempfile.gettempdir()) / f"banglacompress-tokenizer-{os.environ.get('MASTER_PORT', '0')}-{os.getppid()}"
-    if state.is_main_process:
-        _train_wordpiece(texts, vocab_size, max_length).save_pretrained(shared)
-    state.wait_for_everyone()
-    tokenizer = AutoTokenizer.from_pretrained(shared)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        shutil.rmtree(shared, ignore_errors=True)
-    return tokenizer
-
-
-def _train_wordpiece(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(token_models.WordPiece(unk_token="[UNK]"))
+    SentencePiece, not the `tokenizers` WordPiece trainer: that one iterates a randomly seeded hash map
+    while assigning ids and breaking ties, so every run gave another vocabulary and another teacher
+    (docs/facts.md). SentencePiece with one thread trains the same model byte for byte in every
+    process, so the same texts always give the same tokenizer; data-parallel ranks need not share it.
+    No normalisation beyond NFC (clean_text already applied it): NFKC or lower-casing could change or
+    strip Bangla vowel signs. Special tokens are control symbols: never produced from text."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+        character_coverage=1.0, normalization_rule_name="identity", num_threads=1, hard_vocab_limit=False,
+        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, pad_piece="[PAD]", unk_piece="[UNK]",
+        control_symbols=["[CLS]", "[SEP]", "[MASK]"], input_sentence_size=0, shuffle_input_sentence=False,
+        byte_fallback=False, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    tok = Tokenizer(token_models.Unigram(vocab, unk_id=sp.unk_id(), byte_fallback=False))
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-    tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length)
 
@@ -107,7 +100,7 @@ def check_arch(name: str, arch: dict) -> None:
 
 
 def build_scratch(arch: dict, meta: dict, train_texts: list[str], max_length: int, dropout: float = 0.1):
-    tokenizer = train_wordpiece(train_texts, arch["vocab_size"], max_length)
+    tokenizer = train_tokenizer(train_texts, arch["vocab_size"], max_length)
     return build_scratch_with_tokenizer(arch, meta, tokenizer, max_length, dropout), tokenizer
 
 
@@ -142,11 +135,12 @@ def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_l
 
 # --------------------------------------------------------------------------- model directories
 def save_model_dir(path: str | Path, model, tokenizer, info: dict) -> None:
-    """HF model + tokenizer + inference.json (task, label names, thresholds, max_length)."""
+    """HF model + tokenizer + inference.json (task, label names, thresholds, max_length) + SHA256SUMS."""
     path = Path(path)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     (path / INFERENCE_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_checksums(path)
 
 
 def load_model_dir(path: str | Path, *, attn_implementation: str | None = None):
@@ -154,6 +148,7 @@ def load_model_dir(path: str | Path, *, attn_implementation: str | None = None):
     path = Path(path)
     require((path / INFERENCE_FILE).exists(), f"{path} is not a model directory from this pipeline "
                                               f"(no {INFERENCE_FILE}); run the stage that writes it")
+    verify_checksums(path)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = from_pretrained_pruned(path, **kwargs).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)

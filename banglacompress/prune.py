@@ -31,7 +31,7 @@ import torch
 from .config import atomic_output, check_choice, check_range, require
 from .data import Encoded, class_weights, load_split, make_loader, sample_batches
 from .distill import logit_kd
-from .measure import artifact_size, measure_speed
+from .measure import artifact_size
 from .models import (block_layout, block_shape, count_params, encoder_blocks, encoder_linears, from_pretrained_pruned,
                      load_model_dir, record_pruned_shapes, shrink_block)
 from .train import (check_fit_options, fit, fit_options, hard_loss, is_main_process, label_loss, open_live,
@@ -543,13 +543,13 @@ def check_prune_params(cfg: dict) -> None:
 
 # --------------------------------------------------------------------------- the prune stage
 def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, teacher_dir: str | Path,
-                   out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None,
-                   measure_latency: bool = True) -> dict | None:
+                   out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None) -> dict | None:
     """The prune stage: prune the student with prune.method, heal it by fine-tuning with the masks kept on
     (with the teacher's soft targets when prune.kd_alpha > 0, labels only at 0), choose thresholds on val,
-    save to out_dir (checked to reload with the same predictions), and measure what it gained: bytes, and
-    for a structured method a batch-1 speedup over the student (val texts, interleaved). Returns the
-    stage's metrics (None on a non-zero data-parallel rank)."""
+    save to out_dir (checked to reload with the same predictions), and report what it removed and the bytes
+    it saved. Timing is left to evaluate (metrics/speed.json), which times the pruned model interleaved with
+    the student: a speedup is only expected from a `structured` method (unstructured zeros run through the
+    same dense kernels). Returns the stage's metrics (None on a non-zero data-parallel rank)."""
     check_prune_params(cfg)
     spec = PRUNE_METHODS[cfg["method"]]
     train_texts, y_train, meta = load_split(prepared, "train")
@@ -590,31 +590,7 @@ def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, 
                 f"the saved pruned model predicts differently after reloading (max logit diff {drift:.2e})")
         size = artifact_size(out)
     student_size = artifact_size(student_dir)
-    metrics = {"method": cfg["method"], "sparsity_after_prune": after_prune, **report,
+    metrics = {"method": cfg["method"], "structured": spec.structured, "sparsity_after_prune": after_prune, **report,
                **{k: v for k, v in result.items() if k != "history"}, **count_params(model), **size,
                "student_size_bytes": student_size["size_bytes"], "student_gzip_bytes": student_size["gzip_bytes"]}
-    if measure_latency:
-        metrics.update(latency_against_student(cfg, spec, student_dir, reloaded, tokenizer, val_texts, max_length,
-                                               seed))
     return metrics
-
-
-def latency_against_student(cfg: dict, spec: PruneMethod, student_dir, pruned, tokenizer, texts, max_length: int,
-                            seed: int) -> dict:
-    """Batch-1 latency as in evaluate, interleaved with the unpruned student, same threads (val texts:
-    the test split is for the evaluate stage only). A speedup is claimed for structured methods only:
-    unstructured zeros run through the same dense kernels."""
-    student, student_tok, _ = load_model_dir(student_dir)
-    rng = np.random.default_rng(seed)
-    sample = [texts[i] for i in rng.choice(len(texts), min(cfg.get("latency_samples", 100), len(texts)),
-                                           replace=False)]
-    speed = measure_speed({"student": student, "pruned": pruned}, {"student": student_tok, "pruned": tokenizer},
-                          sample, max_length, threads=cfg.get("threads", 2), batch_size=cfg["batch_size"])
-    timing = {"latency_ms_p50": speed["pruned"]["latency_ms_p50"], "latency_ms_p95": speed["pruned"]["latency_ms_p95"],
-              "student_latency_ms_p50": speed["student"]["latency_ms_p50"], "latency_threads": cfg.get("threads", 2),
-              "latency_samples": len(sample),
-              "speedup_vs_student": (speed["student"]["latency_ms_p50"] / speed["pruned"]["latency_ms_p50"]
-                                     if spec.structured else None)}
-    if not spec.structured:
-        timing["speedup_note"] = "unstructured sparsity: dense kernels, no speedup claimed (size shows in gzip_bytes)"
-    return timing

@@ -30,6 +30,15 @@ from .scoring import classification_metrics, decide, macro_f1, probabilities, tu
 SCHEDULERS = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
 
 
+def configure_torch(threads: int) -> None:
+    """The `threads` param: a fixed intra-op thread count (float sums are reduced in a thread-count-dependent
+    order, so another count gives a slightly different model), and torch's deterministic algorithms where it
+    has them (on CPU they cost nothing measurable; warn_only: an op without one warns instead of failing)."""
+    check_range("threads", threads, 1, 1024)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

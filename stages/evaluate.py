@@ -1,7 +1,10 @@
-"""evaluate: every stage's saved artifact on the held-out test split, sizes, and interleaved latency."""
+"""evaluate: every stage's saved artifact on the held-out test split, sizes, and interleaved latency
+(timings in metrics/speed.* and plots/speed, apart from the reproducible quality and size)."""
 from banglacompress.config import (atomic_output, load_params, log_config, pipeline_name, stage_enabled, stage_main,
                                    write_json)
-from banglacompress.evaluate import STAGE_DIRS, evaluate_stages, markdown_table, write_plots
+from banglacompress.evaluate import (SPEED_COLUMNS, STAGE_DIRS, evaluate_stages, markdown_table, write_plots,
+                                     write_speed_plots)
+from banglacompress.train import configure_torch
 
 MADE_BY = {"student": "distill", "pruned": "prune", "quantized": "quantize"}  # the teacher is always trained
 
@@ -17,16 +20,24 @@ def main():
     params = load_params()
     cfg = params["evaluate"]
     log_config("evaluate", cfg)
+    configure_torch(params["threads"])
     stages = stages_run(params)
-    rows, plots, header = evaluate_stages({s: STAGE_DIRS[s] for s in stages}, cfg, prepared="data/prepared",
-                                          max_length=params["data"]["max_length"], seed=params["seed"])
-    write_json("metrics/summary.json", {**header, "pipeline": pipeline_name(params), "final": stages[-1],
-                                        "stages": rows})
+    rows, speed, plots, header = evaluate_stages({s: STAGE_DIRS[s] for s in stages}, cfg, prepared="data/prepared",
+                                                 max_length=params["data"]["max_length"], seed=params["seed"])
+    write_json("metrics/summary.json", {"task": header["task"], "test_rows": header["test_rows"],
+                                        "pipeline": pipeline_name(params), "final": stages[-1], "stages": rows})
+    write_json("metrics/speed.json", {"threads": header["threads"], "latency_samples": header["latency_samples"],
+                                      "stages": speed})
     with atomic_output("plots/evaluate") as out:
         write_plots(out, plots, rows)
+    with atomic_output("plots/speed") as out:
+        write_speed_plots(out, rows, speed)
     with atomic_output("metrics/summary.md", is_dir=False) as tmp:
         tmp.write_text(markdown_table(rows), encoding="utf-8")
+    with atomic_output("metrics/speed.md", is_dir=False) as tmp:
+        tmp.write_text(markdown_table(speed, SPEED_COLUMNS), encoding="utf-8")
     print(markdown_table(rows))
+    print(markdown_table(speed, SPEED_COLUMNS))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ def main():
     # models/quantized is the last model the pipeline variant made (a left-out stage passes its input on).
     final = summary.get("stages", {}).get(summary.get("final", "quantized"), {})
     write_json("metrics/export.json", {**result, "test_macro_f1": final.get("macro_f1"),
-                                       "compression_vs_teacher": final.get("compression"),
-                                       "speedup_vs_teacher": final.get("speedup")})
+                                       "compression_vs_teacher": final.get("compression")})
     print(f"[export] models/final: {result['method']}, {result['size_bytes']:,} bytes")
 
 

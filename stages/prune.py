@@ -2,6 +2,7 @@
 the teacher's soft targets), save it, and measure what it really gained."""
 from banglacompress.config import load_params, log_config, pass_through, stage_enabled, stage_main, write_json
 from banglacompress.prune import prune_and_heal
+from banglacompress.train import configure_torch
 
 
 @stage_main
@@ -11,6 +12,7 @@ def main():
         return pass_through(params, "prune", "models/student", "models/pruned", "metrics/prune.json",
                             plots="plots/prune")
     log_config("prune", params["prune"])
+    configure_torch(params["threads"])
     metrics = prune_and_heal(params["prune"], prepared="data/prepared", student_dir="models/student",
                              teacher_dir="models/teacher", out_dir="models/pruned", seed=params["seed"],
                              max_length=params["data"]["max_length"], live_dir="plots/prune")

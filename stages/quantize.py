@@ -2,6 +2,7 @@
 loader and checked on val (banglacompress/artifact.py: quantize_and_verify). Test is left to evaluate."""
 from banglacompress.artifact import quantize_and_verify
 from banglacompress.config import load_params, log_config, pass_through, stage_enabled, stage_main, write_json
+from banglacompress.train import configure_torch
 
 
 @stage_main
@@ -11,6 +12,7 @@ def main():
         return pass_through(params, "quantize", "models/pruned", "models/quantized", "metrics/quantize.json")
     cfg = params["quantize"]
     log_config("quantize", cfg)
+    configure_torch(params["threads"])
     metrics = quantize_and_verify(cfg, prepared="data/prepared", source="models/pruned", out_dir="models/quantized",
                                   max_length=params["data"]["max_length"], seed=params.get("seed", 42))
     write_json("metrics/quantize.json", metrics)

@@ -11,7 +11,7 @@ from banglacompress.data import Encoded
 from banglacompress.distill import (KD_METHODS, attention_term, build_kd, check_distill_params, copied_layers, hidden_term,
                                     make_projections, resolve_layer_map, student_from_teacher, uniform_layer_map,
                                     FeatureKD)
-from banglacompress.models import build_scratch_with_tokenizer, encoder_blocks, train_wordpiece
+from banglacompress.models import build_scratch_with_tokenizer, encoder_blocks, train_tokenizer
 from banglacompress.train import fit, predict_logits
 from conftest import run_stage, synthetic_frame, tiny_params, write_params
 
@@ -44,7 +44,7 @@ def _data(task, n=40):
 def _pair(task, n=40, vocab=200, **kd):
     """Teacher and student on one tokenizer, dropout off; the teacher's logits cached like the stage does."""
     texts, y, meta = _data(task, n)
-    tok = train_wordpiece(texts, vocab, 32)
+    tok = train_tokenizer(texts, vocab, 32)
     torch.manual_seed(0)
     teacher = build_scratch_with_tokenizer(TEACHER, meta, tok, 32, dropout=0.0).eval()
     student = build_scratch_with_tokenizer(STUDENT, meta, tok, 32, dropout=0.0)
@@ -183,7 +183,7 @@ def test_custom_layer_map_is_used():
 # --------------------------------------------------------------------------- tokenizers
 def test_feature_kd_with_different_tokenizers_is_a_clear_error():
     texts, y, meta = _data("binary", 60)
-    teacher_tok, student_tok = train_wordpiece(texts, 200, 32), train_wordpiece(texts, 90, 32)
+    teacher_tok, student_tok = train_tokenizer(texts, 200, 32), train_tokenizer(texts, 90, 32)
     teacher = build_scratch_with_tokenizer(TEACHER, meta, teacher_tok, 32)
     student = build_scratch_with_tokenizer(STUDENT, meta, student_tok, 32)
     teacher_set, train_set = Encoded(teacher_tok, texts, None, 32), Encoded(student_tok, texts, y, 32)
@@ -204,7 +204,7 @@ def test_feature_kd_with_different_tokenizers_is_a_clear_error():
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
 def test_from_teacher_copies_embeddings_every_kth_block_and_head(family):
     texts, _, meta = _data("multilabel", 40)
-    tok = train_wordpiece(texts, 200, 32)
+    tok = train_tokenizer(texts, 200, 32)
     torch.manual_seed(1)
     teacher = build_scratch_with_tokenizer({**TEACHER, "family": family, "layers": 4}, meta, tok, 32)
     student, layers = student_from_teacher(teacher)
@@ -225,7 +225,7 @@ def test_from_teacher_copies_embeddings_every_kth_block_and_head(family):
 
 def test_from_teacher_layers_are_checked():
     texts, _, meta = _data("binary", 40)
-    teacher = build_scratch_with_tokenizer(TEACHER, meta, train_wordpiece(texts, 200, 32), 32)
+    teacher = build_scratch_with_tokenizer(TEACHER, meta, train_tokenizer(texts, 200, 32), 32)
     assert student_from_teacher(teacher, 1)[1] == [0]
     with pytest.raises(UserError, match="student.from_teacher_layers"):
         student_from_teacher(teacher, 3)

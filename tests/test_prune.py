@@ -287,9 +287,9 @@ def student_repo(tmp_path_factory):
 
 
 @pytest.mark.parametrize("overrides", [
-    {"method": "structured", "kd_alpha": 0.5, "latency_samples": 10},
-    {"method": "gradual", "schedule": "cubic", "frequency": 5, "latency_samples": 10},
-    {"method": "wanda", "calib_samples": 64, "latency_samples": 10},
+    {"method": "structured", "kd_alpha": 0.5},
+    {"method": "gradual", "schedule": "cubic", "frequency": 5},
+    {"method": "wanda", "calib_samples": 64},
 ], ids=lambda o: o["method"])
 def test_prune_stage_writes_honest_metrics(student_repo, overrides):
     params = tiny_params(student_repo / "synthetic.csv")
@@ -300,13 +300,14 @@ def test_prune_stage_writes_honest_metrics(student_repo, overrides):
     metrics = json.loads((student_repo / "metrics" / "prune.json").read_text())
     assert metrics["method"] == overrides["method"]
     assert metrics["sparsity"] == pytest.approx(0.5, abs=0.01)
-    for key in ("size_bytes", "gzip_bytes", "latency_ms_p50", "student_latency_ms_p50"):
+    for key in ("size_bytes", "gzip_bytes"):
         assert metrics[key] > 0
+    assert not any("latency" in key or "speedup" in key for key in metrics)  # timings: evaluate, metrics/speed.json
+    assert metrics["structured"] == (overrides["method"] == "structured")
     if overrides["method"] == "structured":
-        assert metrics["speedup_vs_student"] > 0 and metrics["size_bytes"] < metrics["student_size_bytes"]
+        assert metrics["size_bytes"] < metrics["student_size_bytes"]
         assert metrics["heads_kept"] == [1]  # the tiny student has 2 heads
     else:
-        assert metrics["speedup_vs_student"] is None  # unstructured zeros: no speedup claimed
         assert metrics["gzip_bytes"] < metrics["student_gzip_bytes"]
 
 

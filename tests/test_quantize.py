@@ -86,7 +86,7 @@ def test_round_trip_and_agreement_with_fp32(tmp_path, trained, method, opts):
     if method != "none":
         record = read_quant_record(tmp_path)
         assert record["method"] == method and record["options"] == QUANT_METHODS[method].resolve(opts)
-        assert set(record["files"]) == {f.name for f in tmp_path.iterdir()}
+        assert set(record["files"]) | {"SHA256SUMS"} == {f.name for f in tmp_path.iterdir()}  # sums: written last
 
 
 def test_static_quantizes_every_linear_and_lists_what_stays_fp32(tmp_path, trained):
@@ -340,3 +340,21 @@ def test_an_option_the_method_does_not_take_is_an_error_that_names_it(trained):
     with pytest.raises(UserError, match="quantize.embedding_bits=5 must be one of 4, 8 or null"):
         check_quantize_params({"method": "onnx_int8", "embedding_bits": 5})
     assert set(OPTION_KEYS) == {"per_channel", "embeddings", "embedding_bits", "threads"}
+
+
+@pytest.mark.parametrize("victim", ["model.onnx", "tokenizer.json"])
+def test_a_corrupt_file_is_one_line_naming_it_and_the_fix(tmp_path, trained, capsys, victim):
+    """A truncated models/final/model.onnx used to give predict an ONNX Runtime protobuf traceback."""
+    final = _final(tmp_path, trained, "onnx_int8")
+    path = final / victim
+    path.write_bytes(path.read_bytes()[:1000])
+    code, out, err = _run_predict(["--model", str(final), "একটি মন্তব্য"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"error: predict: {path} is corrupt or truncated (its sha256 differs from SHA256SUMS): restore it with "
+        f"`dvc checkout {final}` (or `dvc pull {final}` if the cache lacks it), or rerun the stage that writes it"]
+    with pytest.raises(UserError, match="is corrupt or truncated"):
+        load_artifact(final)
+    path.unlink()
+    with pytest.raises(UserError, match=f"{path} is missing"):
+        load_artifact(final)

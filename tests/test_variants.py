@@ -37,7 +37,6 @@ SINGLE_THREAD = {**venv_env(), "OMP_NUM_THREADS": "1"}
 # of these tiny stages: once per variant instead of once per stage keeps the file near 2 minutes.
 STAGES_IN_ONE_PROCESS = """
 import runpy, sys
-sys.path.insert(0, "stages")
 for stage in sys.argv[1:]:
     sys.argv[0] = f"stages/{stage}.py"  # stage_main names its messages after it
     runpy.run_path(sys.argv[0], run_name="__main__")
@@ -66,7 +65,7 @@ def trained(tmp_path_factory):
     params = tiny_params(data)
     # The variants are about which stages run, not how: pin the cheapest methods, whatever the defaults are,
     # and time few texts on one thread (see SINGLE_THREAD).
-    params["prune"].update(method="magnitude", kd_alpha=0.0, threads=1, latency_samples=5)
+    params["prune"].update(method="magnitude", kd_alpha=0.0)
     params["quantize"]["method"] = "dynamic"
     params["evaluate"].update(threads=1, latency_samples=5)
     # Mean pooling here (the default, cls, runs in test_pipeline): every stage must carry it through.
