@@ -86,7 +86,7 @@ def run_config(name: str, cfg: dict, prepared: str, student_dir: Path, teacher_d
     path = out_dir / name
     start = time.perf_counter()
     metrics = prune_and_heal(cfg, prepared=prepared, student_dir=student_dir, teacher_dir=teacher_dir,
-                             out_dir=path, seed=seed, max_length=max_length, measure_latency=False)
+                             out_dir=path, seed=seed, max_length=max_length)
     row = {"name": name, "method": cfg["method"], "target_sparsity": cfg["sparsity"],
            "fine_tune_epochs": cfg["fine_tune_epochs"], "kd_alpha": cfg["kd_alpha"],
            **{k: v for k, v in metrics.items() if k not in ROW_SKIP and k != "method"},

@@ -42,7 +42,7 @@ from banglacompress import prune, quantize
 from banglacompress.artifact import load_artifact
 from banglacompress.baseline import fit_and_score, predict_proba
 from banglacompress.data import load_split
-from banglacompress.evaluate import add_teacher_ratios, stage_row
+from banglacompress.evaluate import add_speedups, add_teacher_ratios, stage_row
 from banglacompress.measure import measure_speed
 from banglacompress.train import score_split
 
@@ -155,6 +155,7 @@ def measure(work: Path, pred: Path, samples: int, threads: int, seed: int = 42) 
     rng = np.random.default_rng(seed)
     sample = [texts[i] for i in rng.choice(len(texts), min(samples, len(texts)), replace=False)]
     speed = measure_speed(models, tokenizers, sample, max_length, threads=threads, rounds=2)
+    add_speedups(speed)
     for name in rows:
         rows[name].update(speed[name])
     add_teacher_ratios(rows, predictions, meta["task"])

@@ -1,5 +1,5 @@
-"""Is the WordPiece trainer deterministic? Trains the default teacher tokenizer on the train split in
-N separate processes and prints each vocabulary's hash (the README's reproducibility caveat).
+"""Is the tokenizer trainer deterministic? Trains the default teacher tokenizer (SentencePiece unigram) on the train split in
+N separate processes and prints each vocabulary's hash (expected: 1 distinct vocabulary; the WordPiece trainer used before gave one per run).
 
     .venv/bin/python bench/tokenizer_determinism.py [N]      # needs data/prepared (dvc repro prepare)"""
 import subprocess
@@ -10,10 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ONE_RUN = """
 import hashlib, yaml
 from banglacompress.data import load_split
-from banglacompress.models import train_wordpiece
+from banglacompress.models import train_tokenizer
 params = yaml.safe_load(open({root!r} + "/params.yaml"))
 texts, _, _ = load_split({root!r} + "/data/prepared", "train")
-tok = train_wordpiece(texts, params["teacher"]["scratch"]["vocab_size"], params["data"]["max_length"])
+tok = train_tokenizer(texts, params["teacher"]["scratch"]["vocab_size"], params["data"]["max_length"])
 print(hashlib.md5(str(sorted(tok.get_vocab().items(), key=lambda kv: kv[1])).encode()).hexdigest())
 """
 
