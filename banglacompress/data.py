@@ -203,6 +203,8 @@ def check_data_params(cfg: dict) -> None:
     check_range("data.val_size", cfg["val_size"], 0.01, 0.5)
     check_range("data.test_size", cfg["test_size"], 0.01, 0.5)
     check_range("data.fraction", cfg.get("fraction", 1.0), 0.001, 1.0)
+    if cfg.get("split_seed") is not None:
+        check_range("data.split_seed", cfg["split_seed"], 0, 2**32 - 1)
 
 
 DEDUP_RULE = ("exact text after NFC + whitespace clean-up; majority vote, ties to positive (multi-class: lowest "
@@ -212,8 +214,11 @@ DEDUP_RULE = ("exact text after NFC + whitespace clean-up; majority vote, ties t
 def prepare_splits(cfg: dict, seed: int, out_dir: str | Path) -> dict:
     """The prepare stage: read and clean the CSV, de-duplicate, sample data.fraction, split stratified, and
     write {train,val,test}.csv + meta.json to out_dir (atomically: the caller passes a temporary dir).
+    The rows and the split follow data.split_seed, or `seed` when it is null (so the seed-noise benchmark
+    can hold the split fixed while the seed changes initialisation and batch order).
     Returns the data metrics (task, de-duplication counts, rows and positives per split)."""
     check_data_params(cfg)
+    seed = seed if cfg.get("split_seed") is None else cfg["split_seed"]
     df, meta = load_labelled(cfg["path"], cfg["text_column"], cfg["label_columns"], cfg.get("task", "auto"),
                              cfg.get("drop_empty", False))
     df, dedup = deduplicate(df, meta["target_columns"], meta["task"])

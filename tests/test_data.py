@@ -6,7 +6,7 @@ import pytest
 
 from banglacompress.config import UserError
 from banglacompress.data import (Encoded, LengthBucketSampler, class_weights, clean_text, deduplicate,
-                                 load_labelled, multilabel_fold_ids, multilabel_holdout, split)
+                                 load_labelled, multilabel_fold_ids, multilabel_holdout, prepare_splits, split)
 from conftest import synthetic_frame
 
 
@@ -114,3 +114,17 @@ def test_too_few_rows_to_stratify(tmp_path):
     df, meta = load_labelled(path, "Comments", ["HateSpeech"])
     with pytest.raises(UserError, match="at least 10"):
         split(df, meta, 0.1, 0.1, seed=0)
+
+
+def test_split_seed_holds_the_split_while_the_seed_changes(tmp_path):
+    path = tmp_path / "b.csv"
+    synthetic_frame("binary", n=300).to_csv(path, index=False)
+    cfg = {"path": str(path), "text_column": "Comments", "label_columns": ["HateSpeech"], "val_size": 0.1,
+           "test_size": 0.1}
+    outs = {}
+    for name, seed, split_seed in (("a", 1, None), ("b", 2, None), ("c", 2, 1)):
+        (tmp_path / name).mkdir()
+        prepare_splits({**cfg, "split_seed": split_seed}, seed, tmp_path / name)
+        outs[name] = (tmp_path / name / "test.csv").read_bytes()
+    assert outs["a"] != outs["b"]  # the seed moves the split...
+    assert outs["a"] == outs["c"]  # ...unless data.split_seed holds it
