@@ -11,7 +11,9 @@ from banglacompress.data import Encoded, make_loader
 from banglacompress.models import (PRUNED_SHAPES_KEY, SCRATCH_FAMILIES, build_model, count_params, encoder_blocks,
                                    from_pretrained_pruned, save_model_dir)
 from banglacompress.data import sample_batches
+from banglacompress.config import UserError
 from banglacompress.prune import (PRUNE_METHODS, SCHEDULES, GradualPruner, PruneContext, _masks_from_scores,
+                                  check_prune_params,
                                   heal, input_sq_norms, prunable_layers, schedule_sparsity, start_pruning,
                                   wanda_scores)
 from banglacompress.train import label_loss, predict_logits
@@ -321,3 +323,15 @@ def test_prune_stage_refuses_an_option_the_method_does_not_take(student_repo):
     assert result.stderr.strip().splitlines()[-1] == (
         "error: prune: prune.frequency is set, but prune.method=wanda does not take it (it takes: include_head); "
         "set it to null")
+
+
+def test_an_option_the_method_does_not_take_is_an_error_that_names_it():
+    """Every option used to reach every method and be swallowed by `**_`: a misplaced one did nothing."""
+    base = {"method": "wanda", "sparsity": 0.5, "fine_tune_epochs": 1, "lr": 1e-3, "batch_size": 8}
+    check_prune_params(base)
+    with pytest.raises(UserError, match=r"prune\.frequency is set, but prune\.method=wanda does not take it "
+                                        r"\(it takes: include_head\)"):
+        check_prune_params({**base, "frequency": 5})
+    with pytest.raises(UserError, match=r"prune\.granularity is set, but prune\.method=structured"):
+        start_pruning(_model()[0], "structured", 0.5, granularity="row")
+    assert PRUNE_METHODS["structured"].structured and not PRUNE_METHODS["magnitude"].structured
