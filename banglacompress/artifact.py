@@ -18,7 +18,7 @@ from .config import atomic_output, require
 from .integrity import verify_checksums, write_checksums
 from .data import Encoded, load_split
 from .measure import artifact_size
-from .models import INFERENCE_FILE, from_pretrained_pruned, save_model_dir
+from .models import INFERENCE_FILE, from_pretrained_pruned, save_model_dir, save_tokenizer
 from .quantize import (QUANT_FILE, QUANT_METHODS, activation_calibration, check_quantize_params, fp32_modules,
                        is_4bit, method_options)
 from .scoring import agreement
@@ -33,7 +33,7 @@ def save_artifact(path: str | Path, method: str, model, tokenizer, info: dict) -
         return
     spec = QUANT_METHODS[method]
     model.config.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_tokenizer(tokenizer, path)
     (path / INFERENCE_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     extra = spec.save(model, path)
     options = spec.resolve(getattr(model, "quant_options", None), method)

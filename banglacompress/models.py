@@ -134,11 +134,20 @@ def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_l
 
 
 # --------------------------------------------------------------------------- model directories
+def save_tokenizer(tokenizer, path: str | Path) -> None:
+    """save_pretrained, with tokenizer.json written compact: the pretty-printed one spreads every
+    (piece, score) pair of a unigram vocabulary over four lines, 1.8x the bytes (578 vs 321 kB at 8k)."""
+    path = Path(path)
+    tokenizer.save_pretrained(path)
+    if getattr(tokenizer, "is_fast", False) and (path / "tokenizer.json").exists():
+        tokenizer.backend_tokenizer.save(str(path / "tokenizer.json"), pretty=False)
+
+
 def save_model_dir(path: str | Path, model, tokenizer, info: dict) -> None:
     """HF model + tokenizer + inference.json (task, label names, thresholds, max_length) + SHA256SUMS."""
     path = Path(path)
     model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_tokenizer(tokenizer, path)
     (path / INFERENCE_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_checksums(path)
 
