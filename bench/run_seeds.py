@@ -32,6 +32,19 @@ def run_once(name: str, params: dict, work: Path) -> dict:
     path = work / name
     make_workdir(path, params)
     seconds = {stage: run_stage(path, stage)["seconds"] for stage in PIPELINE}
+    return collect(path, seconds)
+
+
+def collect(path: Path, seconds: dict | None = None) -> dict:
+    """The result of a finished run directory (its params, metrics and stage wall times)."""
+    params = load_params(path / "params.yaml")
+    if seconds is None:  # from the stage logs run_stage left ("[stage] done in 12.3s")
+        seconds = {}
+        for stage in PIPELINE:
+            log = (path / "logs" / f"{stage}.log").read_text(encoding="utf-8")
+            done = [line for line in log.splitlines() if line.startswith(f"[{stage}] done in ")]
+            seconds[stage] = float(done[-1].split("done in ")[1].rstrip("s")) if done else float("nan")
+    name = path.name
     summary = json.loads((path / "metrics/summary.json").read_text(encoding="utf-8"))
     speed = json.loads((path / "metrics/speed.json").read_text(encoding="utf-8"))
     rows = {row: {**{k: summary["stages"][row][k] for k in QUALITY},
@@ -90,6 +103,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "seeds")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "SEEDS")
     ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md from OUT.json; runs nothing")
+    ap.add_argument("--collect", action="store_true",
+                    help="write OUT from the runs already finished under --work (e.g. after an interrupted run)")
     args = ap.parse_args()
     if args.render_only:
         result = json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -107,6 +122,10 @@ def main() -> None:
                  if s != args.fixed_split_seed]
     runs, start = [], time.perf_counter()
     for name, seed, split_seed in plan:
+        if args.collect:
+            if (args.work / name / "metrics/export.json").exists():
+                runs.append(collect(args.work / name))
+            continue
         params = {**base, "seed": seed, "data": {**base["data"], "split_seed": split_seed}}
         runs.append(run_once(name, params, args.work))
         print(f"[seeds] {name} done ({(time.perf_counter() - start) / 60:.1f} min so far)", flush=True)

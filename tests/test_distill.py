@@ -183,7 +183,7 @@ def test_custom_layer_map_is_used():
 # --------------------------------------------------------------------------- tokenizers
 def test_feature_kd_with_different_tokenizers_is_a_clear_error():
     texts, y, meta = _data("binary", 60)
-    teacher_tok, student_tok = train_tokenizer(texts, 200, 32), train_tokenizer(texts, 90, 32)
+    teacher_tok, student_tok = train_tokenizer(texts, 200, 32), train_tokenizer(texts, 40, 32)  # 52 vs 40 pieces
     teacher = build_scratch_with_tokenizer(TEACHER, meta, teacher_tok, 32)
     student = build_scratch_with_tokenizer(STUDENT, meta, student_tok, 32)
     teacher_set, train_set = Encoded(teacher_tok, texts, None, 32), Encoded(student_tok, texts, y, 32)

@@ -66,7 +66,7 @@ def trained(tmp_path_factory):
     # The variants are about which stages run, not how: pin the cheapest methods, whatever the defaults are,
     # and time few texts on one thread (see SINGLE_THREAD).
     params["prune"].update(method="magnitude", kd_alpha=0.0)
-    params["quantize"]["method"] = "dynamic"
+    params["quantize"].update(method="dynamic", embedding_bits=None)  # embedding_bits is onnx_int8's
     params["evaluate"].update(threads=1, latency_samples=5)
     # Mean pooling here (the default, cls, runs in test_pipeline): every stage must carry it through.
     params["teacher"]["pooling"] = "mean"
