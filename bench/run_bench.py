@@ -13,7 +13,7 @@ same threads (its time includes featurisation: it has no separate tokenizer).
     .venv/bin/python bench/run_bench.py                        # both datasets (~25 min on 2 cores)
     .venv/bin/python bench/run_bench.py --datasets hatespeech  # one
 
-Writes bench/RESULTS.md and bench/results.json. Nothing is tuned on test."""
+Writes bench/RESULTS.md and bench/RESULTS.json. Nothing is tuned on test."""
 from __future__ import annotations
 
 import argparse
