@@ -132,7 +132,7 @@ def main() -> None:
     varied = [r for r in runs if r["split_seed"] is None]
     fixed = [r for r in runs if r["split_seed"] is not None or r["seed"] == args.fixed_split_seed]
     result = {"command": command, "machine": machine(), "dataset": Path(base["data"]["path"]).name,
-              "seeds": args.seeds, "fixed_split_seed": args.fixed_split_seed,
+              "seeds": [r["seed"] for r in varied], "fixed_split_seed": args.fixed_split_seed,
               "fixed_split_seeds": [r["seed"] for r in fixed], "stages": spread(varied),
               "fixed_split": spread(fixed) if len(fixed) > 1 else {}, "runs": runs,
               "minutes": (time.perf_counter() - start) / 60}
