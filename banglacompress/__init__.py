@@ -10,6 +10,7 @@ the import graph has no cycle), so each DVC stage depends on the modules it real
     data         read, clean, de-duplicate, split (the prepare stage: prepare_splits), batch
     models       scratch / hub models, tokenizers, model directories, structured-pruned shapes
     train        the one training loop, inference, thresholds (the train_teacher stage: train_teacher)
+    inference    text in, label out: TextClassifier, the path predict runs and evaluate times
     distill      KD losses and KD_METHODS specs (the distill stage: train_student)
     measure      bytes on disk, interleaved latency / throughput
     prune        pruning methods and PRUNE_METHODS specs (the prune stage: prune_and_heal)

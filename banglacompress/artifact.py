@@ -139,4 +139,5 @@ def quantize_and_verify(cfg: dict, *, prepared: str | Path, source: str | Path, 
             "val_macro_f1": q_scores["macro_f1"], "val_macro_f1_change": q_scores["macro_f1"] - fp32_scores["macro_f1"],
             "reload_max_logit_diff": drift, **size, **count_stored_params(reloaded),
             **({"int4_bits_per_weight": record["int4_bits_per_weight"]} if "int4_bits_per_weight" in record else {}),
+            **({"fused_ops": record["fused_ops"]} if "fused_ops" in record else {}),
             "fp32_module_count": len(record.get("fp32_modules", [])), "fp32_modules": record.get("fp32_modules", [])}

@@ -45,6 +45,19 @@ def require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
+def resolve_options(group: str, method: str, defaults: dict, given: dict | None, takes_nothing: str = "no options"
+                    ) -> dict:
+    """A method's option defaults (its spec: KDMethod, PruneMethod, QuantMethod) updated with the options
+    set in `group` (null = keep the default). A set option the method does not take is an error that
+    names it: silently ignoring it would hide a typo or a leftover from another method."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    extra = sorted(set(given) - set(defaults))
+    require(not extra, f"{group}.{extra[0] if extra else ''}={given.get(extra[0]) if extra else ''!r} is set, but "
+                       f"{group}.method={method} does not take it (it takes: {', '.join(defaults) or takes_nothing}); "
+                       "set it to null")
+    return {**defaults, **given}
+
+
 def check_choice(name: str, value, choices) -> None:
     require(value in choices, f"{name}={value!r} is not supported; choose one of: {', '.join(map(str, choices))}")
 

@@ -111,22 +111,42 @@ def load_labelled(path, text_column: str, label_columns: list[str], task: str = 
     return out, {**meta, **stats}
 
 
-def deduplicate(df: pd.DataFrame, target_columns: list[str], task: str) -> tuple[pd.DataFrame, dict]:
-    """Keep one row per exact text. Conflicting labels: majority vote; a tie goes to the positive
-    label (binary/multi-label: a missed hateful comment costs more than a false alarm) or, for
-    multi-class, to the lowest class id."""
-    groups = df.groupby("text", sort=False)[target_columns]
+def near_duplicate_key(text: str) -> str:
+    """Letters and combining marks only (Bangla vowel signs and the hasanta are marks), case-folded:
+    "ভালো!!", "ভালো 😀" and "ভালো ১২" share a key. Such copies in train and test would let a model
+    score on test by remembering a training comment."""
+    return "".join(ch for ch in text.casefold() if unicodedata.category(ch)[0] in "LM")
+
+
+def deduplicate(df: pd.DataFrame, target_columns: list[str], task: str,
+                key: pd.Series | None = None) -> tuple[pd.DataFrame, dict]:
+    """Keep one row per key (default: the exact text); the first text of a group stands for it.
+    Conflicting labels: majority vote; a tie goes to the positive label (binary/multi-label: a missed
+    hateful comment costs more than a false alarm) or, for multi-class, to the lowest class id."""
+    keyed = df.assign(_key=(df["text"] if key is None else key).to_numpy())
+    groups = keyed.groupby("_key", sort=False)
     sizes = groups.size()
-    nunique = groups.nunique().max(axis=1)
+    nunique = groups[target_columns].nunique().max(axis=1)
     if task == "multiclass":
         resolved = groups["label"].agg(lambda s: s.value_counts().sort_index().idxmax()).to_frame()
     else:
-        resolved = (groups.mean() >= 0.5).astype(int)
-    out = resolved.reset_index()[["text", *target_columns]]
+        resolved = (groups[target_columns].mean() >= 0.5).astype(int)
+    resolved["text"] = groups["text"].first()
+    out = resolved.reset_index(drop=True)[["text", *target_columns]]
     stats = {"duplicate_rows_removed": int(len(df) - len(out)),
              "duplicate_texts": int((sizes > 1).sum()),
              "conflicting_duplicate_texts": int((nunique > 1).sum())}
     return out, stats
+
+
+def deduplicate_near(df: pd.DataFrame, target_columns: list[str], task: str) -> tuple[pd.DataFrame, dict]:
+    """Exact duplicates, then near-duplicates (near_duplicate_key), both before splitting, so no text
+    is in two splits in either form. A text with no letters at all (only emoji, digits) keeps its exact
+    text as key: all emoji-only comments are not one comment. Returns the rows and both counts."""
+    df, exact = deduplicate(df, target_columns, task)
+    keys = df["text"].map(near_duplicate_key)
+    df, near = deduplicate(df, target_columns, task, keys.where(keys != "", df["text"]))
+    return df, {**exact, **{f"near_{k}": v for k, v in near.items()}}
 
 
 # --------------------------------------------------------------------------- splitting
@@ -207,12 +227,13 @@ def check_data_params(cfg: dict) -> None:
         check_range("data.split_seed", cfg["split_seed"], 0, 2**32 - 1)
 
 
-DEDUP_RULE = ("exact text after NFC + whitespace clean-up; majority vote, ties to positive (multi-class: lowest "
-              "class id)")
+DEDUP_RULE = ("exact text after NFC + whitespace clean-up, then near-duplicates (same letters and combining marks, "
+              "case-folded: punctuation, spaces, digits and emoji ignored); majority vote, ties to positive "
+              "(multi-class: lowest class id)")
 
 
 def prepare_splits(cfg: dict, seed: int, out_dir: str | Path) -> dict:
-    """The prepare stage: read and clean the CSV, de-duplicate, sample data.fraction, split stratified, and
+    """The prepare stage: read and clean the CSV, de-duplicate (exact and near), sample data.fraction, split stratified, and
     write {train,val,test}.csv + meta.json to out_dir (atomically: the caller passes a temporary dir).
     The rows and the split follow data.split_seed, or `seed` when it is null (so the seed-noise benchmark
     can hold the split fixed while the seed changes initialisation and batch order).
@@ -221,7 +242,7 @@ def prepare_splits(cfg: dict, seed: int, out_dir: str | Path) -> dict:
     seed = seed if cfg.get("split_seed") is None else cfg["split_seed"]
     df, meta = load_labelled(cfg["path"], cfg["text_column"], cfg["label_columns"], cfg.get("task", "auto"),
                              cfg.get("drop_empty", False))
-    df, dedup = deduplicate(df, meta["target_columns"], meta["task"])
+    df, dedup = deduplicate_near(df, meta["target_columns"], meta["task"])
     if cfg.get("fraction", 1.0) < 1.0:
         df = df.sample(frac=cfg["fraction"], random_state=seed).reset_index(drop=True)
     splits = split(df, meta, cfg["val_size"], cfg["test_size"], seed)

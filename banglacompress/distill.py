@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from .config import atomic_output, check_choice, check_range, require
+from .config import atomic_output, check_choice, check_range, require, resolve_options
 from .data import Encoded, class_weights, load_split
 from .models import (PRUNED_SHAPES_KEY, build_model, build_scratch_with_tokenizer, check_arch, count_params,
                      encoder_blocks, load_model_dir)
@@ -258,13 +258,7 @@ class KDMethod:
     options: dict = field(default_factory=dict)  # its own options, with defaults
 
     def resolve(self, name: str, given: dict) -> dict:
-        """The defaults updated with the set (non-null) options; one it does not take is an error."""
-        given = {k: v for k, v in given.items() if v is not None}
-        extra = sorted(set(given) - set(self.options))
-        require(not extra, f"distill.{extra[0] if extra else ''} is set, but distill.method={name} does not take it "
-                           f"(it takes: {', '.join(self.options) or 'only alpha, temperature and soft_loss'}); "
-                           "set it to null")
-        return {**self.options, **given}
+        return resolve_options("distill", name, self.options, given, "only alpha, temperature and soft_loss")
 
 
 # KL by default: attention probabilities are ~1/T each, so their squared differences are ~1e-3 and an MSE

@@ -1,5 +1,5 @@
-"""What a saved model costs: bytes on disk (and gzip, where unstructured zeros show), and batch-1
-latency / batch throughput measured with every model taking turns on the same real texts."""
+"""What a saved model costs: bytes on disk (and gzip, where unstructured zeros show), and end-to-end
+and forward-only latency / throughput, measured with every model taking turns on the same real texts."""
 from __future__ import annotations
 
 import gzip
@@ -23,49 +23,63 @@ def artifact_size(path: str | Path) -> dict:
     return {"size_bytes": raw, "gzip_bytes": packed}
 
 
-def _single_inputs(tokenizer, texts, max_length):
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    return [{"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
-            for ids in enc]
-
-
-def _batched_inputs(tokenizer, texts, max_length, batch_size):
-    return [dict(tokenizer(list(texts[i: i + batch_size]), truncation=True, max_length=max_length,
-                           padding=True, return_tensors="pt"))
-            for i in range(0, len(texts), batch_size)]
-
-
-@torch.inference_mode()
-def measure_speed(models: dict, tokenizers: dict, texts: list[str], max_length: int, *, threads: int,
-                  batch_size: int = 32, warmup: int = 10, rounds: int = 1) -> dict:
-    """Latency of each model on the same real texts, one at a time (batch 1, forward pass only:
-    tokenization excluded), and throughput at `batch_size`. Models take turns on every input, in
-    rotating order, so machine noise hits them all alike."""
-    torch.set_num_threads(threads)
-    names = list(models)
-    singles = {n: _single_inputs(tokenizers[n], texts, max_length) for n in names}
-    batches = {n: _batched_inputs(tokenizers[n], texts, max_length, batch_size) for n in names}
-    for n in names:
-        for x in singles[n][:warmup]:
-            models[n](**x)
+def _interleaved(names: list[str], items: list, call, rng: np.random.Generator, desc: str) -> dict[str, list[float]]:
+    """Seconds of call(name, item) for every item and name. On each item the names take turns in a
+    fresh random order, so machine drift favours none of them. Each timed call follows an untimed call
+    of the same model on the previous item: every model is timed warm (its weights in cache), as on a
+    server that runs only it, not cold from the model before it."""
     times = {n: [] for n in names}
-    for r in range(rounds):
-        for i in progress(range(len(texts)), desc="latency"):
-            k = (i + r) % len(names)
-            for n in names[k:] + names[:k]:
-                start = time.perf_counter()
-                models[n](**singles[n][i])
-                times[n].append(time.perf_counter() - start)
-    batch_times = {n: 0.0 for n in names}
-    for j in range(len(batches[names[0]])):
-        for n in names[j % len(names):] + names[: j % len(names)]:
+    for i in progress(range(len(items)), desc=desc):
+        for n in rng.permutation(names):
+            call(n, items[i - 1])
             start = time.perf_counter()
-            models[n](**batches[n][j])
-            batch_times[n] += time.perf_counter() - start
-    return {n: {"latency_ms_p50": float(np.percentile(times[n], 50) * 1e3),
-                "latency_ms_p95": float(np.percentile(times[n], 95) * 1e3),
-                "latency_ms_mean": float(np.mean(times[n]) * 1e3),
-                "throughput_per_s": float(len(texts) / batch_times[n])} for n in names}
+            call(n, items[i])
+            times[n].append(time.perf_counter() - start)
+    return times
+
+
+def measure_speed(classifiers: dict, texts: list[str], *, threads: int, latency_threads: int | None = None,
+                  batch_size: int = 32, e2e_batch: int = 64, warmup: int = 10, seed: int = 0) -> dict:
+    """Speed of each TextClassifier (inference.py) on the same real texts, all in one process:
+
+    - e2e_ms_p50 / e2e_ms_p95: one text at a time, text in, decision out, through the path predict
+      runs (clean, tokenize, forward, threshold);
+    - e2e_throughput_b64: texts per second through that path, e2e_batch texts per call;
+    - latency_ms_p50 / p95 / mean and throughput_per_s (at batch_size): the forward pass alone, on
+      token ids prepared beforehand (the second view: what the model itself costs).
+
+    Batch-1 calls run on latency_threads (default: threads), batched calls on threads: on 2 cores one
+    thread is faster at batch 1 for every model measured here (splitting a 10-token forward pass costs
+    more than it saves), two at batch 64. Every model takes turns on every input in random order
+    (_interleaved). Pass each distinct artifact once: two names for one file would be two samples of
+    one model, and the faster one would be quoted."""
+    rng = np.random.default_rng(seed)
+    names = list(classifiers)
+    singles = {n: [c.pad([ids]) for ids in c.encode(texts)] for n, c in classifiers.items()}
+    batches = {n: [c.pad(c.encode(texts[i: i + batch_size])) for i in range(0, len(texts), batch_size)]
+               for n, c in classifiers.items()}
+    chunks = [texts[i: i + e2e_batch] for i in range(0, len(texts), e2e_batch)]
+    for count in dict.fromkeys((latency_threads or threads, threads)):
+        torch.set_num_threads(count)
+        for n, c in classifiers.items():
+            for i in range(min(warmup, len(texts))):
+                c.forward(*singles[n][i])
+                c(texts[i: i + 1])
+    index = list(range(len(texts)))
+    torch.set_num_threads(latency_threads or threads)
+    e2e = _interleaved(names, texts, lambda n, text: classifiers[n]([text]), rng, "latency, end to end")
+    forward = _interleaved(names, index, lambda n, i: classifiers[n].forward(*singles[n][i]), rng, "latency, forward")
+    torch.set_num_threads(threads)
+    batched = _interleaved(names, list(range(len(batches[names[0]]))),
+                           lambda n, j: classifiers[n].forward(*batches[n][j]), rng, "throughput, forward")
+    e2e_batched = _interleaved(names, chunks, lambda n, chunk: classifiers[n](chunk, e2e_batch), rng,
+                               "throughput, end to end")
+    ms = lambda values, q: float(np.percentile(values, q) * 1e3)  # noqa: E731
+    return {n: {"e2e_ms_p50": ms(e2e[n], 50), "e2e_ms_p95": ms(e2e[n], 95),
+                "e2e_throughput_b64": float(len(texts) / sum(e2e_batched[n])),
+                "latency_ms_p50": ms(forward[n], 50), "latency_ms_p95": ms(forward[n], 95),
+                "latency_ms_mean": float(np.mean(forward[n]) * 1e3),
+                "throughput_per_s": float(len(texts) / sum(batched[n]))} for n in names}
 
 
 def digest(path: str | Path) -> str:

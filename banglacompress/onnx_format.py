@@ -10,6 +10,7 @@ Imports only config: quantize, artifact and export build on this module, never t
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 
 import numpy as np
@@ -17,6 +18,8 @@ import onnx
 import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
+from onnxruntime.transformers.fusion_options import FusionOptions
+from onnxruntime.transformers.optimizer import optimize_model
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .config import require
@@ -41,41 +44,94 @@ def export_onnx(model, opset: int = ONNX_OPSET) -> bytes:
     """FP32 torch classifier -> ONNX bytes with dynamic batch and sequence axes, checked against torch.
 
     The TorchScript ("legacy", dynamo=False) exporter is used: the dynamo exporter, torch 2.13's
-    default, needs onnxscript, which is not installed (and is not needed for these encoders)."""
+    default, needs onnxscript, which is not installed (and is not needed for these encoders).
+    Attention is traced in its eager form (softmax(QK^T)V written out): that is the pattern ONNX
+    Runtime's transformer optimizer fuses (fuse_graph); the SDPA form is not fused."""
     model.eval()
     # Batch 2 with one padded row, so neither axis is traced as a constant 1 and the mask path is real.
     ids = torch.tensor([[2, 10, 11, 12, 13, 14, 15, 3], [2, 16, 17, 3, 0, 0, 0, 0]], dtype=torch.long)
     ids = ids.clamp(max=model.config.vocab_size - 1)
     mask = (torch.arange(8)[None, :] < torch.tensor([[8], [4]])).long()
     buffer = io.BytesIO()
+    attention = model.config._attn_implementation
     with warnings.catch_warnings():
         # TracerWarnings about Python bools in the HF masking code (constant for our inputs: the mask
         # always spans the whole sequence) and the exporter's own deprecation notice.
         warnings.simplefilter("ignore")
-        torch.onnx.export(_LogitsOnly(model).eval(), (ids, mask), buffer, dynamo=False, opset_version=opset,
-                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                        "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}})
+        model.set_attn_implementation("eager")
+        try:
+            torch.onnx.export(_LogitsOnly(model).eval(), (ids, mask), buffer, dynamo=False, opset_version=opset,
+                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                              dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                                            "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}})
+        finally:
+            model.set_attn_implementation(attention)
     model.eval()  # export restores the wrapper's mode afterwards; make sure dropout stays off
     data = buffer.getvalue()
-    _check_export(model, data)
+    require(_export_error(model, data) < 1e-3, "ONNX export does not match torch; this architecture cannot be "
+                                               "exported with the TorchScript exporter")
     return data
 
 
+FUSED_OPS = ("EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu", "FastGelu",
+             "LayerNormalization")
+
+
+def fuse_graph(model, onnx_bytes: bytes, *, embeddings: bool = True) -> tuple[bytes, dict]:
+    """ONNX Runtime's transformer optimizer on an exported encoder: attention, skip-LayerNorm, bias-GELU
+    and (embeddings=True) embedding + LayerNorm become one fused kernel each. A small model's batch-1
+    time is mostly per-node overhead, so fewer nodes is most of the speed (bench/SPEED.md).
+
+    embeddings=False keeps the embedding lookups as plain Gathers (a 4-bit word-embedding table
+    replaces one of them). The fused graph is checked against torch like the export; if a pattern
+    was fused wrongly (e.g. heads pruned to different counts per block) the unfused graph is kept.
+    Returns (graph, {fused op: count}); {} when the unfused graph is kept."""
+    options = FusionOptions("bert")
+    options.enable_embed_layer_norm = embeddings
+    config = model.config
+    heads = getattr(config, "num_attention_heads", 0)
+    width = config.hidden_size
+    shapes = getattr(config, "pruned_shapes", None) or {}
+    if shapes.get("heads"):  # structured pruning: attention is heads x head size wide, not hidden wide
+        counts = set(shapes["heads"])
+        heads = counts.pop() if len(counts) == 1 else 0  # 0: blocks differ; the optimizer reads each block
+        width = heads * (config.hidden_size // config.num_attention_heads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the optimizer logs every fusion at WARNING
+        try:
+            fused = optimize_model(onnx.load_from_string(onnx_bytes), model_type="bert",
+                                   num_heads=heads, hidden_size=width,
+                                   optimization_options=options, opt_level=0, use_gpu=False)
+        finally:
+            root.setLevel(level)
+    counts = {op: n for op, n in fused.get_fused_operator_statistics().items() if n and op in FUSED_OPS}
+    graph = fused.model
+    if not any(op.domain == "com.microsoft" for op in graph.opset_import):
+        graph.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    data = graph.SerializeToString()
+    if _export_error(model, data) >= 1e-3:
+        return onnx_bytes, {}
+    return data, counts
+
+
 @torch.no_grad()
-def _check_export(model, data: bytes) -> None:
-    """A trace can silently bake in a shape; compare with torch on shapes other than the traced one."""
+def _export_error(model, data: bytes) -> float:
+    """A trace can silently bake in a shape: the largest |logit difference| to torch on shapes other
+    than the traced one, with a padded row."""
     session = _session(data, threads=1)
     gen = torch.Generator().manual_seed(0)
+    worst = 0.0
     for batch, seq in ((1, 5), (3, 19)):
         ids = torch.randint(5, model.config.vocab_size, (batch, seq), generator=gen)
         mask = torch.ones(batch, seq, dtype=torch.long)
         mask[-1, seq // 2:] = 0
         ref = model(input_ids=ids, attention_mask=mask).logits.numpy()
         got = session.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-        err = float(np.abs(ref - got).max())
-        require(err < 1e-3, f"ONNX export does not match torch (max |diff| {err:.2e} at batch {batch}, "
-                            f"sequence {seq}); this architecture cannot be exported with the TorchScript exporter")
+        worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
 
 
 # --------------------------------------------------------------------------- runtime
@@ -101,15 +157,15 @@ class OrtModel:
     def __init__(self, onnx_bytes: bytes, config, threads: int | None = None, report: dict | None = None):
         self.onnx_bytes, self.config, self.threads = onnx_bytes, config, threads
         self.report = report or {}
-        self._session, self._session_threads = None, None
+        self._sessions = {}  # one per thread count: batch-1 and batch calls may run on different counts
         self.training = False
 
     @property
     def session(self):
         want = self.threads or torch.get_num_threads()
-        if self._session is None or self._session_threads != want:
-            self._session, self._session_threads = _session(self.onnx_bytes, want), want
-        return self._session
+        if want not in self._sessions:
+            self._sessions[want] = _session(self.onnx_bytes, want)
+        return self._sessions[want]
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, **_):
         # Exported for single-text classification, where token types are all 0 (the model's default).
@@ -118,10 +174,13 @@ class OrtModel:
         ids = torch.as_tensor(input_ids).cpu().numpy().astype(np.int64, copy=False)
         mask = (np.ones_like(ids) if attention_mask is None
                 else torch.as_tensor(attention_mask).cpu().numpy().astype(np.int64, copy=False))
-        logits = self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
-        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+        return SequenceClassifierOutput(logits=torch.from_numpy(self.run_arrays(ids, mask)))
 
     forward = __call__
+
+    def run_arrays(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """int64 (batch, sequence) arrays -> logits array: the call without torch tensors in between."""
+        return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
 
     # torch-module shims: predict_logits calls eval() and reads the device from parameters();
     # no torch parameters means "CPU", which is where ONNX Runtime runs.

@@ -21,9 +21,8 @@ import torch
 
 from .artifact import load_artifact
 from .config import UserError, require
-from .data import Encoded, clean_text, read_csv
-from .scoring import decide, probabilities
-from .train import predict_logits
+from .data import read_csv
+from .inference import TextClassifier
 
 FORMATS = ("csv", "jsonl")
 
@@ -70,14 +69,11 @@ def predict(model_dir, texts: list[str], batch_size: int = 64, threads: int | No
     model, tokenizer, info = load_artifact(model_dir, threads=threads)
     if not texts:
         return []
-    # Same cleaning as training. Empty and non-Bangla texts still get a prediction ([CLS] [SEP] or
-    # [UNK] tokens): the model card says such predictions are not meaningful.
-    cleaned = [clean_text(t) if isinstance(t, str) else "" for t in texts]
-    logits = predict_logits(model, Encoded(tokenizer, cleaned, None, info.get("max_length", 128)), batch_size,
-                            desc="predict")
+    # Same cleaning as training (inside TextClassifier). Empty and non-Bangla texts still get a prediction
+    # ([CLS] [SEP] or [UNK] tokens): the model card says such predictions are not meaningful.
+    classifier = TextClassifier(model, tokenizer, info)
+    probs, decisions = classifier(texts, batch_size, show_progress=True)
     task, names = info["task"], info["label_names"]
-    probs = probabilities(task, logits)
-    decisions = decide(task, probs, info.get("thresholds"))
     rows = []
     for text, p, d in zip(texts, probs, decisions):
         row = {"text": text}

@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import atomic_output, check_choice, check_range, require
+from .config import atomic_output, check_choice, check_range, require, resolve_options
 from .data import Encoded, class_weights, load_split, make_loader, sample_batches
 from .distill import logit_kd
 from .measure import artifact_size
@@ -447,13 +447,7 @@ class PruneMethod:
     structured: bool = False  # removes whole units, so the matrices shrink: the only kind a speedup is claimed for
 
     def resolve(self, name: str, given: dict) -> dict:
-        """The method's defaults updated with the set (non-null) options; a set option the method does
-        not take is an error that names it, not a silently ignored typo."""
-        given = {k: v for k, v in given.items() if v is not None}
-        extra = sorted(set(given) - set(self.options))
-        require(not extra, f"prune.{extra[0] if extra else ''} is set, but prune.method={name} does not take it "
-                           f"(it takes: {', '.join(self.options) or 'no options'}); set it to null")
-        return {**self.options, **given}
+        return resolve_options("prune", name, self.options, given)
 
 
 PRUNE_METHODS: dict[str, PruneMethod] = {

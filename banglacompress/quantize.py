@@ -16,7 +16,8 @@ which `load_artifact` — the documented loader — dispatches on.
 | onnx_int8  | INT8 ONNX graph (MatMul and, by default, Gather;  | ONNX Runtime                          |
 |            | embedding_bits=4: 4-bit word-embedding table)     |                                       |
 Options (quantize.* params; null = the method's default): per_channel, embeddings (the word-embedding
-table too; not for fp16), embedding_bits (onnx_int8), threads (onnx_*).
+table too; not for fp16), embedding_bits (onnx_int8), fuse (onnx_*: ONNX Runtime's transformer
+graph fusions), threads (onnx_*).
 """
 from __future__ import annotations
 
@@ -39,10 +40,11 @@ from torch.ao import quantization as tq
 from torch.ao.quantization import DeQuantStub, QuantStub
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from .config import check_choice, check_range, require
+from .config import check_choice, check_range, require, resolve_options
 from .data import sample_batches
 from .models import apply_pruned_shapes, from_pretrained_pruned
-from .onnx_format import ONNX_FILE, OrtModel, export_onnx, float_weight_nodes, gather_to_int4, vocabulary_gather
+from .onnx_format import (ONNX_FILE, OrtModel, export_onnx, float_weight_nodes, fuse_graph, gather_to_int4,
+                          vocabulary_gather)
 from .pooling import apply_pooling
 
 QUANT_FILE = "quantization.json"  # the method's record in an artifact directory (see artifact.py)
@@ -65,14 +67,7 @@ class QuantMethod:
     calibrated: bool = False  # run() uses calibration batches (train split)
 
     def resolve(self, options: dict | None = None, name: str = "this method") -> dict:
-        """The method's defaults updated with the given options (None = keep the default). A set
-        option the method does not take is an error: silently ignoring it would hide a typo."""
-        given = {k: v for k, v in (options or {}).items() if v is not None}
-        extra = sorted(set(given) - set(self.defaults))
-        require(not extra, f"quantize.{extra[0] if extra else ''}={given.get(extra[0]) if extra else ''!r} is set, "
-                           f"but quantize.method={name} does not take it (it takes: "
-                           f"{', '.join(self.defaults) or 'no options'}); set it to null")
-        return {**self.defaults, **given}
+        return resolve_options("quantize", name, self.defaults, options)
 
     def quantize(self, model, calib=None, name: str = "this method", **options):
         """FP32 model -> quantized copy (the input model is left as it was). The resolved options
@@ -366,18 +361,24 @@ def _load_int4(path: Path, options: dict, device):
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
-def _onnx_fp32(model, calib=None, *, threads=None):
-    data = export_onnx(model)
-    return OrtModel(data, copy.deepcopy(model.config), threads, {"fp32_modules": float_weight_nodes(data)})
+def _onnx_fp32(model, calib=None, *, fuse=True, threads=None):
+    data, fused = fuse_graph(model, export_onnx(model)) if fuse else (export_onnx(model), {})
+    return OrtModel(data, copy.deepcopy(model.config), threads,
+                    {"fp32_modules": float_weight_nodes(data), "fused_ops": fused})
 
 
-def _onnx_int8(model, calib=None, *, per_channel=False, embeddings=True, embedding_bits=8, threads=None):
-    """ONNX Runtime dynamic quantization: INT8 MatMul weights (activations quantized per call) and,
-    with embeddings, INT8 Gather tables — the embeddings are most of a small model's bytes.
-    embedding_bits=4 stores the word-embedding table in 4 bits (GatherBlockQuantized) instead."""
+def _onnx_int8(model, calib=None, *, per_channel=False, embeddings=True, embedding_bits=8, fuse=True, threads=None):
+    """ONNX Runtime dynamic quantization: INT8 MatMul / fused Attention weights (activations quantized
+    per call) and, with embeddings, INT8 embedding tables — the embeddings are most of a small model's
+    bytes. embedding_bits=4 stores the word-embedding table in 4 bits (GatherBlockQuantized) instead;
+    the embedding lookups then stay unfused Gathers (fuse_graph(embeddings=False))."""
     require(embedding_bits in (4, 8), f"quantize.embedding_bits={embedding_bits!r} must be 4 or 8")
-    fp32 = export_onnx(model)
-    vocab = vocabulary_gather(fp32, model.config.vocab_size) if embeddings and embedding_bits == 4 else None
+    four_bit = embeddings and embedding_bits == 4
+    fp32, fused = export_onnx(model), {}
+    if fuse:
+        fp32, fused = fuse_graph(model, fp32, embeddings=not four_bit)
+    vocab = vocabulary_gather(fp32, model.config.vocab_size) if four_bit else None
+    ops = ["MatMul", "Attention", *(["Gather", "EmbedLayerNormalization"] if embeddings else [])]
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
@@ -385,21 +386,23 @@ def _onnx_int8(model, calib=None, *, per_channel=False, embeddings=True, embeddi
         level = root.level
         root.setLevel(logging.ERROR)  # "consider pre-processing" advice, for static CNN quantization
         try:
+            # DefaultTensorType: shape inference cannot type the outputs of fused (com.microsoft) nodes.
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
-                             op_types_to_quantize=["MatMul", *(["Gather"] if embeddings else [])],
-                             nodes_to_exclude=[vocab] if vocab else [])
+                             op_types_to_quantize=ops, nodes_to_exclude=[vocab] if vocab else [],
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         finally:
             root.setLevel(level)
         data = dst.read_bytes()
     if vocab:
         data = gather_to_int4(data, vocab)
         onnx.checker.check_model(onnx.load_from_string(data))
-    return OrtModel(data, copy.deepcopy(model.config), threads, {"fp32_modules": float_weight_nodes(data)})
+    return OrtModel(data, copy.deepcopy(model.config), threads,
+                    {"fp32_modules": float_weight_nodes(data), "fused_ops": fused})
 
 
 def _save_onnx(model, path: Path) -> dict:
     (path / ONNX_FILE).write_bytes(model.onnx_bytes)
-    return {}
+    return {"fused_ops": model.report.get("fused_ops", {})}
 
 
 def _load_onnx(path: Path, options: dict, device):
@@ -407,7 +410,7 @@ def _load_onnx(path: Path, options: dict, device):
         warnings.warn(f"{path} is an ONNX Runtime CPU model; it runs on CPU, not {device}")
     record = json.loads((path / QUANT_FILE).read_text())
     return OrtModel((path / ONNX_FILE).read_bytes(), AutoConfig.from_pretrained(path), options.get("threads"),
-                    {"fp32_modules": record.get("fp32_modules", [])})
+                    {"fp32_modules": record.get("fp32_modules", []), "fused_ops": record.get("fused_ops", {})})
 
 
 QUANT_METHODS: dict[str, QuantMethod] = {
@@ -423,17 +426,19 @@ QUANT_METHODS: dict[str, QuantMethod] = {
                         "NF4 4-bit Linear weights (bitsandbytes Linear4bit), packed two per byte",
                         {"embeddings": False}),
     "onnx_fp32": QuantMethod(_onnx_fp32, _save_onnx, _load_onnx, "FP32 ONNX graph (ONNX Runtime)",
-                             {"threads": None}),
+                             {"fuse": True, "threads": None}),
     "onnx_int8": QuantMethod(_onnx_int8, _save_onnx, _load_onnx,
                              "INT8 ONNX graph (ONNX Runtime dynamic quantization of MatMul weights and, with "
                              "embeddings, the Gather tables; embedding_bits=4: a 4-bit word-embedding table)",
-                             {"per_channel": False, "embeddings": True, "embedding_bits": 8, "threads": None}),
+                             {"per_channel": False, "embeddings": True, "embedding_bits": 8, "fuse": True,
+                              "threads": None}),
 }
 
 
 # The quantize.* params that are method options (the rest belong to the stage), and their legal values.
 OPTION_KEYS = tuple(sorted({key for method in QUANT_METHODS.values() for key in method.defaults}))
-OPTION_VALUES = {"per_channel": (True, False), "embeddings": (True, False), "embedding_bits": (4, 8)}
+OPTION_VALUES = {"per_channel": (True, False), "embeddings": (True, False), "embedding_bits": (4, 8),
+                 "fuse": (True, False)}
 
 
 def method_options(cfg: dict) -> dict:

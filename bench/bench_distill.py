@@ -27,6 +27,7 @@ import torch
 from banglacompress.config import load_params
 from banglacompress.data import load_split, prepare_splits
 from banglacompress.distill import KD_METHODS, OPTION_KEYS, train_student
+from banglacompress.inference import TextClassifier
 from banglacompress.measure import artifact_size, digest, measure_speed, wait_for
 from banglacompress.models import count_params, load_model_dir
 from banglacompress.scoring import agreement, macro_f1
@@ -287,11 +288,10 @@ def run(args, params: dict, work: Path) -> None:
     rng = np.random.default_rng(seed)
     sample = [test_texts[i] for i in rng.choice(len(test_texts), min(args.latency_samples, len(test_texts)),
                                                 replace=False)]
-    models = {n: load_model_dir(p)[0] for n, p in paths.items()}
-    toks = {n: load_model_dir(p)[1] for n, p in paths.items()}
+    models = {n: TextClassifier(*load_model_dir(p), max_length) for n, p in paths.items()}
     out["load_average_before_latency"] = os.getloadavg()
     for threads in args.threads:
-        speed = measure_speed(models, toks, sample, max_length, threads=threads, batch_size=32, rounds=2)
+        speed = measure_speed(models, sample, threads=threads, batch_size=32)
         for n, s in speed.items():
             for key in ("latency_ms_p50", "latency_ms_p95", "throughput_per_s"):
                 rows[n][f"{key}_t{threads}"] = s[key]
@@ -362,7 +362,7 @@ def markdown(out: dict) -> str:
                              f"{b['diff']:+.4f}, 95% interval [{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}]{noise}.")
     if out.get("latency_samples"):
         notes.append(f"Latency: batch 1, forward only, {out['latency_samples']} test texts, all models interleaved "
-                     f"in one process, 2 rounds, threads {out['latency_threads']}; p50 ms. Machine: "
+                     f"in one process, random order per text, threads {out['latency_threads']}; p50 ms. Machine: "
                      f"{out['machine']['platform']}, {out['machine']['cpu_count']} CPUs, torch "
                      f"{out['machine']['torch']}; shared with other jobs (load average before / after: "
                      f"{', '.join(f'{x:.1f}' for x in out['load_average_before_latency'])} / "

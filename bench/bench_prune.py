@@ -26,6 +26,7 @@ import torch
 
 from banglacompress.config import load_params
 from banglacompress.data import load_split
+from banglacompress.inference import TextClassifier
 from banglacompress.measure import artifact_size, digest, measure_speed
 from banglacompress.models import count_params, load_model_dir
 from banglacompress.prune import OPTION_KEYS, PRUNE_METHODS, prune_and_heal
@@ -150,7 +151,7 @@ def main():
               file=sys.stderr, flush=True)
 
     # Test scores, once per artifact, with its val-tuned thresholds.
-    models, toks = {}, {}
+    models, toks, infos = {}, {}, {}
     student_model, student_tok, student_info = load_model_dir(student_dir)
     student_val, _, _ = score_split(student_model, student_tok, student_info, val_texts, y_val, max_length,
                                     desc="student val")
@@ -164,7 +165,7 @@ def main():
             model, tok, info = load_model_dir(path)
         metrics, _, _ = score_split(model, tok, info, test_texts, y_test, max_length, desc=f"{name} test")
         rows[name].update(test_macro_f1=metrics["macro_f1"], test_accuracy=metrics.get("accuracy"))
-        models[name], toks[name] = model.eval(), tok
+        models[name], toks[name], infos[name] = model.eval(), tok, info
     ref = rows["student"]["test_macro_f1"]
     for row in rows.values():
         row["f1_retained"] = row["test_macro_f1"] / ref if ref else None
@@ -182,11 +183,12 @@ def main():
     for block_list in (getattr(getattr(floor, floor.base_model_prefix), a, None) for a in ("encoder", "transformer")):
         if block_list is not None:
             block_list.layer = torch.nn.ModuleList([])
-    models[FLOOR], toks[FLOOR] = floor.eval(), student_tok
+    models[FLOOR], toks[FLOOR], infos[FLOOR] = floor.eval(), student_tok, student_info
+    classifiers = {n: TextClassifier(models[n], toks[n], infos[n], max_length) for n in models}
     latency_floor, load = {}, {"before": os.getloadavg()}
     for threads in args.threads:
         for label, texts in (("", sample), ("_len_max", fixed)):
-            speed = measure_speed(models, toks, texts, max_length, threads=threads, batch_size=32, rounds=2)
+            speed = measure_speed(classifiers, texts, threads=threads, batch_size=32)
             latency_floor[f"latency_ms_p50{label}_t{threads}"] = speed.pop(FLOOR)["latency_ms_p50"]
             for name, s in speed.items():
                 rows[name][f"latency_ms_p50{label}_t{threads}"] = s["latency_ms_p50"]
@@ -227,7 +229,7 @@ def main():
 
 @torch.inference_mode()
 def cpu_time_p50(models: dict, toks: dict, texts: list[str], max_length: int, rounds: int = 2) -> dict:
-    """Median thread CPU time (ms) of one batch-1 forward pass, models interleaved in rotating order."""
+    """Median thread CPU time (ms) of one batch-1 forward pass, models interleaved in random order."""
     torch.set_num_threads(1)
     names = list(models)
     inputs = {n: [dict(toks[n](t, truncation=True, max_length=max_length, return_tensors="pt")) for t in texts]
@@ -236,10 +238,10 @@ def cpu_time_p50(models: dict, toks: dict, texts: list[str], max_length: int, ro
         for x in inputs[n][:5]:
             models[n](**x)
     times = {n: [] for n in names}
+    rng = np.random.default_rng(0)
     for r in range(rounds):
         for i in range(len(texts)):
-            k = (i + r) % len(names)
-            for n in names[k:] + names[:k]:
+            for n in rng.permutation(names):  # a fresh random order per input: no model always follows another
                 start = time.thread_time_ns()
                 models[n](**inputs[n][i])
                 times[n].append((time.thread_time_ns() - start) / 1e6)

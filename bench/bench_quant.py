@@ -29,6 +29,7 @@ import torch
 from banglacompress.artifact import count_stored_params, load_artifact, quantize_and_verify
 from banglacompress.config import UserError, load_params
 from banglacompress.data import load_split
+from banglacompress.inference import TextClassifier
 from banglacompress.measure import artifact_size, digest, measure_speed, wait_for
 from banglacompress.quantize import OPTION_KEYS
 from banglacompress.scoring import agreement
@@ -65,7 +66,6 @@ def main():
     ap.add_argument("--teacher", default="models/teacher")
     ap.add_argument("--prepared", default="data/prepared")
     ap.add_argument("--samples", type=int, default=300, help="test texts timed at batch 1")
-    ap.add_argument("--rounds", type=int, default=2, help="latency passes over the samples")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calib-batches", type=int, default=100)
     ap.add_argument("--only", nargs="*", help="a subset of the variants")
@@ -80,7 +80,7 @@ def main():
 
     val_texts, y_val, meta = load_split(args.prepared, "val")
     test_texts, y_test, _ = load_split(args.prepared, "test")
-    rows, models, toks, preds = {}, {}, {}, {}
+    rows, models, preds = {}, {}, {}
 
     def score(name, model, tokenizer, inf, path, extra=None):
         val, _, _ = score_split(model, tokenizer, inf, val_texts, y_val, max_length, desc=f"{name} val")
@@ -89,7 +89,7 @@ def main():
         rows[name] = {"name": name, "val_macro_f1": val["macro_f1"], "macro_f1": metrics["macro_f1"],
                       "accuracy": metrics["accuracy"], **artifact_size(path), **count_stored_params(model),
                       **(extra or {})}
-        models[name], toks[name] = model, tokenizer
+        models[name] = TextClassifier(model, tokenizer, inf, max_length)
         print(f"[bench] {name}: val macro-F1 {val['macro_f1']:.4f}, test macro-F1 {metrics['macro_f1']:.4f}, "
               f"{rows[name]['size_bytes']:,} bytes", file=sys.stderr)
 
@@ -123,7 +123,7 @@ def main():
     rng = np.random.default_rng(seed)
     sample = [test_texts[i] for i in rng.choice(len(test_texts), min(args.samples, len(test_texts)), replace=False)]
     load_before = os.getloadavg()
-    speed = measure_speed(models, toks, sample, max_length, threads=args.threads, batch_size=32, rounds=args.rounds)
+    speed = measure_speed(models, sample, threads=args.threads, batch_size=32)
     load_after = os.getloadavg()
     ref = rows["teacher"]
     for name, row in rows.items():
@@ -138,7 +138,7 @@ def main():
         row["meets_targets"] = all(row[k] >= v for k, v in TARGETS.items())
 
     result = {"task": meta["task"], "val_rows": len(val_texts), "test_rows": len(test_texts),
-              "latency_samples": len(sample), "rounds": args.rounds, "threads": args.threads,
+              "latency_samples": len(sample), "threads": args.threads,
               "targets_vs_teacher": TARGETS, "pruned_digest": digest(Path(args.pruned)),
               "teacher_digest": digest(Path(args.teacher)), "quantize_params": configs, "refused": refused,
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -169,7 +169,7 @@ def markdown(result: dict) -> str:
              "variants (quantize.method, quantize.embedding_bits) are made on the **val** columns (with size and "
              f"latency); test is reported only, never used to choose. Latency: {result['latency_samples']} test "
              "texts at batch 1, "
-             f"{result['rounds']} rounds, {result['threads']} threads, every model interleaved in one process; "
+             f"{result['threads']} threads, every model taking turns in random order, timed warm, in one process; "
              f"throughput at batch 32 over the same texts. Load average before/after: "
              f"{m['loadavg_before'][0]:.1f} / {m['loadavg_after'][0]:.1f} on {m['cpus']} CPUs (shared machine). "
              f"Targets vs teacher: ≥{result['targets_vs_teacher']['compression']:.0f}× smaller, "

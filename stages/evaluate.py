@@ -26,8 +26,8 @@ def main():
                                                  max_length=params["data"]["max_length"], seed=params["seed"])
     write_json("metrics/summary.json", {"task": header["task"], "test_rows": header["test_rows"],
                                         "pipeline": pipeline_name(params), "final": stages[-1], "stages": rows})
-    write_json("metrics/speed.json", {"threads": header["threads"], "latency_samples": header["latency_samples"],
-                                      "stages": speed})
+    write_json("metrics/speed.json", {"threads": header["threads"], "latency_threads": header["latency_threads"],
+                                      "latency_samples": header["latency_samples"], "stages": speed})
     with atomic_output("plots/evaluate") as out:
         write_plots(out, plots, rows)
     with atomic_output("plots/speed") as out:

@@ -1,4 +1,6 @@
 """Pruning, quantization and measurement on tiny random-init models."""
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from banglacompress.data import Encoded
 from banglacompress.artifact import count_stored_params, load_artifact, save_artifact
 from banglacompress.models import build_model, count_params
 from banglacompress.prune import apply_masks, prunable_layers, prune, sparsity_report
-from banglacompress.measure import artifact_size, measure_speed
+from banglacompress.measure import _interleaved, artifact_size, measure_speed
 from banglacompress.quantize import QUANT_METHODS
 from banglacompress.train import fit, label_loss, predict_logits
 from conftest import TINY_ARCH, synthetic_frame
@@ -87,10 +89,56 @@ def test_int8_params_and_size_count_packed_weights(tmp_path):
     assert 2.5 * linear_bytes < f - q < 3.2 * linear_bytes
 
 
-def test_measure_speed_reports_every_model():
-    a, tok = _model()
-    b, _ = _model(layers=2)
-    out = measure_speed({"a": a.eval(), "b": b.eval()}, {"a": tok, "b": tok}, TEXTS[:12], 32, threads=1,
-                        batch_size=4, warmup=2)
-    for row in out.values():
-        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"] and row["throughput_per_s"] > 0
+class _Sleepy:
+    """A stand-in TextClassifier whose forward pass takes a known time: the measurement must attribute
+    each model's own time to it, end to end and forward-only."""
+
+    def __init__(self, seconds):
+        self.seconds, self.info = seconds, {"task": "binary", "label_names": ["x"]}
+
+    def encode(self, texts):
+        return [[2, 5, 3] for _ in texts]
+
+    def pad(self, ids):
+        return np.asarray(ids), np.ones((len(ids), 3))
+
+    def forward(self, ids, mask):
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:  # busy wait: sleep() may overshoot by a scheduler tick
+            pass
+        return np.zeros((len(ids), 1))
+
+    def __call__(self, texts, batch_size=64):
+        return self.forward(*self.pad(self.encode(texts))), None
+
+
+def test_measure_speed_attributes_each_models_time_to_it():
+    out = measure_speed({"slow": _Sleepy(0.004), "fast": _Sleepy(0.0)}, ["a"] * 20, threads=1, batch_size=5,
+                        warmup=1)
+    slow, fast = out["slow"], out["fast"]
+    assert 4.0 <= slow["e2e_ms_p50"] < 8 and fast["e2e_ms_p50"] < 1.0
+    assert 4.0 <= slow["latency_ms_p50"] < 8 and fast["latency_ms_p50"] < 1.0
+    assert slow["latency_ms_p50"] <= slow["latency_ms_p95"]
+    # 20 texts in 4 batches of 5: 4 forward calls of 4 ms each -> at most 20 / 0.016 texts per second.
+    assert 20 / 0.016 * 0.5 < slow["throughput_per_s"] <= 20 / 0.016
+    assert 20 / 0.004 * 0.5 < slow["e2e_throughput_b64"] <= 20 / 0.004  # one call of 20 texts
+
+
+def test_interleaving_randomises_the_order_and_times_every_model_warm():
+    """The old fixed rotation made each model always follow the same model (quantized always after
+    pruned): a model's number then depended on its neighbour. Here each model follows several different
+    models, and every timed call comes right after an untimed call of the same model."""
+    calls = []
+    times = _interleaved(["a", "b", "c"], list(range(30)), lambda n, item: calls.append((n, item)),
+                         np.random.default_rng(0), "test")
+    assert all(len(v) == 30 for v in times.values())
+    assert len(calls) == 2 * 3 * 30
+    warm, timed = calls[0::2], calls[1::2]
+    assert [w[0] for w in warm] == [t[0] for t in timed]  # the warm-up call is the same model
+    assert all(w[1] == (t[1] - 1) % 30 for w, t in zip(warm, timed))  # ... on the previous item
+    predecessors = {n: set() for n in "abc"}
+    for i in range(30):
+        order = [n for n, _ in timed[3 * i: 3 * i + 3]]
+        for before, after in zip(order, order[1:]):
+            predecessors[after].add(before)
+    assert all(len(p) == 2 for p in predecessors.values()), predecessors

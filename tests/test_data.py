@@ -6,7 +6,8 @@ import pytest
 
 from banglacompress.config import UserError
 from banglacompress.data import (Encoded, LengthBucketSampler, class_weights, clean_text, deduplicate,
-                                 load_labelled, multilabel_fold_ids, multilabel_holdout, prepare_splits, split)
+                                 deduplicate_near, load_labelled, multilabel_fold_ids, multilabel_holdout,
+                                 near_duplicate_key, prepare_splits, split)
 from conftest import synthetic_frame
 
 
@@ -31,6 +32,50 @@ def test_dedup_majority_vote_ties_to_positive():
     out, stats = deduplicate(df, ["y"], "binary")
     assert dict(zip(out.text, out.y)) == {"a": 0, "b": 1, "c": 1}
     assert stats == {"duplicate_rows_removed": 3, "duplicate_texts": 2, "conflicting_duplicate_texts": 2}
+
+
+def test_near_duplicates_share_a_key_and_are_removed_before_splitting():
+    """Punctuation, spaces, digits, emoji and case do not make another comment; vowel signs do; and
+    texts without letters are not all one comment."""
+    assert near_duplicate_key("ভালো!!") == near_duplicate_key("ভা লো 😀 ১২") == near_duplicate_key("ভালো...")
+    assert near_duplicate_key("কিছু") != near_duplicate_key("কছ")  # vowel signs are marks: kept
+    assert near_duplicate_key("Bad MOVIE") == near_duplicate_key("bad movie!")
+    df = pd.DataFrame({"text": ["ভালো!!", "ভালো 😀", "ভালো", "খারাপ", "😀", "😀😀", "১২", "খারাপ"],
+                       "y": [1, 1, 0, 0, 1, 0, 1, 0]})
+    out, stats = deduplicate_near(df, ["y"], "binary")
+    assert list(out.text) == ["ভালো!!", "খারাপ", "😀", "😀😀", "১২"]
+    assert dict(zip(out.text, out.y))["ভালো!!"] == 1  # 2 of 3 copies say 1
+    assert stats == {"duplicate_rows_removed": 1, "duplicate_texts": 1, "conflicting_duplicate_texts": 0,
+                     "near_duplicate_rows_removed": 2, "near_duplicate_texts": 1,
+                     "near_conflicting_duplicate_texts": 1}
+
+
+def test_prepare_counts_near_duplicates_and_no_test_text_has_a_train_twin(tmp_path):
+    frame = synthetic_frame("binary", n=300)
+    twins = frame.head(40).assign(Comments=lambda d: d.Comments + " !!! ১২৩")  # near-copies of 40 rows
+    path = tmp_path / "b.csv"
+    pd.concat([frame, twins]).to_csv(path, index=False)
+    cfg = {"path": str(path), "text_column": "Comments", "label_columns": ["HateSpeech"], "task": "auto",
+           "val_size": 0.2, "test_size": 0.2, "fraction": 1.0}
+    out = tmp_path / "prepared"
+    out.mkdir()
+    metrics = prepare_splits(cfg, 0, out)
+    exact = metrics["duplicate_rows_removed"]
+    assert metrics["near_duplicate_rows_removed"] >= 40 - exact - 5  # some originals were exact copies already
+    keys = {name: set(pd.read_csv(out / f"{name}.csv").text.map(near_duplicate_key)) for name in ("train", "test")}
+    assert not keys["train"] & keys["test"]
+
+
+@pytest.mark.real_data
+def test_no_near_duplicate_of_a_train_text_in_test_on_real_data(shared_data, tmp_path):
+    """The audit found 13 test rows with a near-twin in train on hatespeech_binary.csv; now none."""
+    cfg = {"path": str(shared_data / "hatespeech_binary.csv"), "text_column": "Comments",
+           "label_columns": ["HateSpeech"], "task": "auto", "val_size": 0.1, "test_size": 0.1, "fraction": 1.0}
+    metrics = prepare_splits(cfg, 42, tmp_path)
+    assert metrics["near_duplicate_rows_removed"] > 0
+    train = set(pd.read_csv(tmp_path / "train.csv").text.map(near_duplicate_key))
+    test = pd.read_csv(tmp_path / "test.csv").text.map(near_duplicate_key)
+    assert not [k for k in test if k in train]
 
 
 def test_split_is_disjoint_stratified_and_seeded(tmp_path):

@@ -1,4 +1,5 @@
-"""The DVC pipeline end to end on a small share of real data (synthetic when ../shared is absent)."""
+"""The DVC pipeline end to end on synthetic data whose labels a tiny model can learn (marker words):
+stages, caching, what reruns after a change, and that every stage really learned."""
 import ast
 import json
 import re
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from conftest import SHARED_DATA, synthetic_frame, tiny_params, venv_env, write_params
+from conftest import synthetic_frame, tiny_params, venv_env, write_params
 
 STAGES = ["prepare", "train_teacher", "distill", "prune", "quantize", "evaluate", "export"]
+ROWS = {"teacher", "teacher_onnx_fp32", "teacher_onnx_int8", "student", "pruned", "quantized"}
 
 
 def _run(args, cwd):
@@ -19,12 +21,10 @@ def _run(args, cwd):
 
 
 def test_dvc_repro_smoke_and_caching(repo, tmp_path):
-    real = SHARED_DATA / "hatespeech_binary.csv"
-    if real.exists():
-        data, overrides = real, {"fraction": 0.08}
-    else:
-        data, overrides = tmp_path / "synthetic.csv", {}
-        synthetic_frame("binary", n=1200).to_csv(data, index=False)
+    # Always synthetic: the same data on every machine, so the quality bars below mean the same everywhere
+    # (real data is exercised by the marked real-data tests and the benchmarks).
+    data, overrides = tmp_path / "synthetic.csv", {}
+    synthetic_frame("binary", n=1200).to_csv(data, index=False)
     write_params(repo, tiny_params(data, **overrides))
     _run(["git", "init", "-q"], repo)
     _run(["dvc", "init", "-q"], repo)
@@ -36,15 +36,27 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
         assert f"Running stage '{stage}'" in out
     summary = json.loads((repo / "metrics" / "summary.json").read_text())
     speed = json.loads((repo / "metrics" / "speed.json").read_text())
-    assert set(summary["stages"]) == set(speed["stages"]) == {"teacher", "student", "pruned", "quantized"}
-    for row in summary["stages"].values():
-        for key in ("macro_f1", "size_bytes", "gzip_bytes", "params", "nonzero_params", "compression"):
-            assert isinstance(row[key], (int, float)) and row[key] > 0, (row["stage"], key)
-        assert not any("latency" in key or "speedup" in key or "throughput" in key for key in row)
+    assert set(summary["stages"]) == set(speed["stages"]) == ROWS
+    rows = summary["stages"]
+    # Marker words decide the label: a teacher that learned nothing scores ~0.33-0.5; every stage must have learned.
+    assert rows["teacher"]["macro_f1"] > 0.9, rows["teacher"]["macro_f1"]
+    for name in ROWS - {"teacher"}:
+        assert rows[name]["f1_retained"] > 0.9, (name, rows[name]["macro_f1"])
+    # The ONNX references are the teacher: the same decisions; INT8 is smaller; the chain is smaller still.
+    assert rows["teacher_onnx_fp32"]["agreement_with_teacher"] > 0.99
+    assert rows["teacher_onnx_int8"]["size_bytes"] < 0.5 * rows["teacher_onnx_fp32"]["size_bytes"]
+    assert rows["quantized"]["size_bytes"] < rows["pruned"]["size_bytes"] < rows["student"]["size_bytes"]
+    assert rows["quantized"]["compression_vs_teacher_onnx_int8"] == \
+        rows["teacher_onnx_int8"]["size_bytes"] / rows["quantized"]["size_bytes"]
+    for row in rows.values():
+        assert not any("latency" in key or "speedup" in key or "throughput" in key or "e2e" in key for key in row)
     for name, row in speed["stages"].items():
-        for key in ("latency_ms_p50", "latency_ms_p95", "throughput_per_s", "speedup"):
+        for key in ("e2e_ms_p50", "e2e_ms_p95", "e2e_throughput_b64", "latency_ms_p50", "throughput_per_s",
+                    "speedup", "speedup_vs_teacher_onnx_int8"):
             assert isinstance(row[key], float) and row[key] > 0, (name, key)
-    assert speed["stages"]["teacher"]["speedup"] == 1.0
+        assert row["e2e_ms_p50"] <= row["e2e_ms_p95"]
+    assert speed["stages"]["teacher"]["speedup"] == speed["stages"]["teacher_onnx_int8"][
+        "speedup_vs_teacher_onnx_int8"] == 1.0
     pruned = summary["stages"]["pruned"]
     assert pruned["nonzero_params"] < summary["stages"]["student"]["nonzero_params"]
     assert json.loads((repo / "metrics" / "prune.json").read_text())["sparsity"] == \

@@ -123,7 +123,11 @@ def test_cross_validation_reports_every_fold():
     report = cross_validate(build, texts, y, task="binary", folds=3, seed=0, max_length=32,
                             make_loss=lambda yy: label_loss("binary", None), epochs=1, batch_size=16, lr=0.005,
                             patience=0)
-    assert len(report["cv_macro_f1_per_fold"]) == 3 and report["cv_macro_f1_std"] >= 0
+    folds = report["cv_macro_f1_per_fold"]
+    assert len(folds) == 3 and all(0 < f <= 1 for f in folds)
+    assert len(set(folds)) > 1, "three folds trained on different rows scored identically"
+    assert report["cv_macro_f1_mean"] == pytest.approx(np.mean(folds))
+    assert report["cv_macro_f1_std"] == pytest.approx(np.std(folds)) and report["cv_macro_f1_std"] > 0
 
 
 def test_train_teacher_runs_unchanged_as_two_process_cpu_data_parallel(repo, tmp_path):

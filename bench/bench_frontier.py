@@ -1,0 +1,116 @@
+"""Student shape frontier (not a test): validation macro-F1 against end-to-end batch-1 latency for
+student shapes, each taken through the default chain (distill -> prune -> quantize, params.yaml),
+timed interleaved with the teacher in ONNX Runtime INT8 in one process. Backs the default
+`student.scratch` shape: choose on val, never on test (test is not read here).
+
+    .venv/bin/python -m bench.bench_frontier                      # the candidates below, models/teacher
+    .venv/bin/python -m bench.bench_frontier --only L1_H128 --out /tmp/frontier
+
+Writes <out>.json and <out>.md (default bench/frontier). The stage functions are the pipeline's own
+(train_student, prune_and_heal, quantize_and_verify); nothing here trains or quantizes by itself."""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from banglacompress.artifact import load_artifact, quantize_and_verify
+from banglacompress.config import load_params
+from banglacompress.data import load_split
+from banglacompress.distill import train_student
+from banglacompress.evaluate import REFERENCES, STRONGEST
+from banglacompress.inference import TextClassifier
+from banglacompress.measure import artifact_size, measure_speed
+from banglacompress.prune import prune_and_heal
+from banglacompress.quantize import QUANT_METHODS
+from banglacompress.train import configure_torch
+
+from .run_bench import machine
+
+# name -> student.scratch overrides (the rest of the chain as in params.yaml)
+CANDIDATES = {
+    "L2_H128": {"layers": 2, "hidden": 128, "heads": 2, "ffn": 512},
+    "L1_H128": {"layers": 1, "hidden": 128, "heads": 2, "ffn": 512},
+    "L1_H96": {"layers": 1, "hidden": 96, "heads": 2, "ffn": 384},
+}
+COLUMNS = ["candidate", "layers", "hidden", "ffn", "val_macro_f1_student", "val_macro_f1_pruned", "val_macro_f1_final",
+           "size_bytes", "e2e_ms_p50", "speedup_vs_teacher_onnx_int8", "e2e_throughput_b64"]
+
+
+def run_candidate(name: str, arch: dict, params: dict, work: Path, teacher: str, prepared: str) -> dict:
+    student_cfg = {**params["student"], "scratch": {**params["student"]["scratch"], **arch}}
+    seed, max_length = params["seed"], params["data"]["max_length"]
+    out = work / name
+    distilled = train_student(params["distill"], student_cfg, prepared=prepared, teacher_dir=teacher,
+                              out_dir=out / "student", seed=seed, max_length=max_length, desc=name)
+    pruned = prune_and_heal(params["prune"], prepared=prepared, student_dir=out / "student", teacher_dir=teacher,
+                            out_dir=out / "pruned", seed=seed, max_length=max_length)
+    quantized = quantize_and_verify(params["quantize"], prepared=prepared, source=out / "pruned",
+                                    out_dir=out / "quantized", max_length=max_length, seed=seed)
+    return {"candidate": name, **arch, "val_macro_f1_student": distilled["val_macro_f1_tuned"],
+            "val_macro_f1_pruned": pruned["val_macro_f1_tuned"], "val_macro_f1_final": quantized["val_macro_f1"],
+            **artifact_size(out / "quantized")}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(f"{row[c]:.4f}" if "macro_f1" in c else f"{row[c]:.2f}" if isinstance(row[c], float)
+                                       else f"{row[c]:,}" if isinstance(row[c], int) else str(row[c])
+                                       for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", default="models/teacher")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--only", nargs="*", help="candidate names (default: all)")
+    ap.add_argument("--out", default="bench/frontier", help="writes OUT.json and OUT.md")
+    ap.add_argument("--latency-samples", type=int, default=300)
+    args = ap.parse_args()
+    params = load_params()
+    configure_torch(params["threads"])
+    candidates = {k: v for k, v in CANDIDATES.items() if not args.only or k in args.only}
+    with tempfile.TemporaryDirectory(prefix="frontier_") as tmp:
+        work = Path(tmp)
+        rows = [run_candidate(name, arch, params, work, args.teacher, args.prepared)
+                for name, arch in candidates.items()]
+        # Timing on validation texts (test is never read here), every candidate interleaved with the reference.
+        val_texts, _, _ = load_split(args.prepared, "val")
+        rng = np.random.default_rng(params["seed"])
+        sample = [val_texts[i] for i in rng.choice(len(val_texts), min(args.latency_samples, len(val_texts)),
+                                                   replace=False)]
+        teacher, tokenizer, info = load_artifact(args.teacher)
+        reference = QUANT_METHODS[REFERENCES[STRONGEST]].quantize(teacher, name=REFERENCES[STRONGEST])
+        classifiers = {STRONGEST: TextClassifier(reference, tokenizer, info, params["data"]["max_length"])}
+        for row in rows:
+            classifiers[row["candidate"]] = TextClassifier(*load_artifact(work / row["candidate"] / "quantized"))
+        cfg = params["evaluate"]
+        speed = measure_speed(classifiers, sample, threads=cfg["threads"], latency_threads=cfg.get("latency_threads"),
+                              batch_size=cfg["batch_size"], seed=params["seed"])
+    for row in rows:
+        s = speed[row["candidate"]]
+        row.update(e2e_ms_p50=s["e2e_ms_p50"], e2e_throughput_b64=s["e2e_throughput_b64"],
+                   speedup_vs_teacher_onnx_int8=speed[STRONGEST]["e2e_ms_p50"] / s["e2e_ms_p50"])
+    out = Path(args.out)
+    result = {"command": "python -m bench.bench_frontier " + " ".join(
+                  f"--only {' '.join(args.only)}" if args.only else ""),
+              "machine": machine(), "reference": {STRONGEST: speed[STRONGEST]}, "rows": rows,
+              "note": "val macro-F1 with thresholds tuned on val; latency on val texts; one seed (params.yaml)"}
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    text = (f"# Student shape frontier\n\n`{result['command']}` on {result['machine']['cpus']} CPUs, seed "
+            f"{params['seed']}, the default distill/prune/quantize params. Validation only; one seed, so a "
+            f"val difference under the seed spread in bench/SEEDS.md is not a result. {STRONGEST} e2e p50: "
+            f"{speed[STRONGEST]['e2e_ms_p50']:.3f} ms.\n\n" + markdown(rows))
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    main()

@@ -1,0 +1,95 @@
+"""Show that each test named in the measurement audit fails on the bug it names: apply one deliberate
+mutation to the package, run that test, restore the file. A mutation the test does not catch is
+reported as SURVIVED and the script exits 1.
+
+    .venv/bin/python scripts/mutation_check.py            # all (the pipeline one takes a few minutes)
+    .venv/bin/python scripts/mutation_check.py --quick    # without the DVC pipeline smoke test
+
+It edits package files in place (restored in a finally block): do not run it while `dvc repro` runs."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (what the bug is, file, exact text, replacement, pytest node ids)
+MUTATIONS = [
+    ("a tokenizer normalizer that strips Bangla vowel signs (BERT-style accent stripping)",
+     "banglacompress/models.py", "tok.normalizer = normalizers.NFC()",
+     "tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.NFC()])",
+     ["tests/test_models.py::test_tokenizer_keeps_bangla_vowel_signs"]),
+    ("timing in a fixed rotation, so each model always follows the same model",
+     "banglacompress/measure.py", "for n in rng.permutation(names):",
+     "for n in names[i % len(names):] + names[:i % len(names)]:",
+     ["tests/test_compress.py::test_interleaving_randomises_the_order_and_times_every_model_warm"]),
+    ("a timing loop that times models cold (no warm-up call before each timed call)",
+     "banglacompress/measure.py", "            call(n, items[i - 1])\n", "",
+     ["tests/test_compress.py::test_interleaving_randomises_the_order_and_times_every_model_warm"]),
+    ("end-to-end latency measured on the wrong model",
+     "banglacompress/measure.py", 'lambda n, text: classifiers[n]([text])',
+     'lambda n, text: classifiers[names[0]]([text])',
+     ["tests/test_compress.py::test_measure_speed_attributes_each_models_time_to_it"]),
+    ("cross-validation std computed wrongly (variance)",
+     "banglacompress/train.py", '"cv_macro_f1_std": float(np.std(scores))', '"cv_macro_f1_std": float(np.var(scores))',
+     ["tests/test_training.py::test_cross_validation_reports_every_fold"]),
+    ("structured pruning that no longer shrinks the matrices",
+     "banglacompress/models.py", 'def shrink_block(block, keep_heads=None, keep_neurons=None) -> None:\n',
+     'def shrink_block(block, keep_heads=None, keep_neurons=None) -> None:\n    return\n',
+     ["tests/test_prune.py::test_structured_halves_the_encoders_multiply_adds"]),
+    ("ONNX INT8 that leaves the MatMul weights in FP32",
+     "banglacompress/quantize.py",
+     'ops = ["MatMul", "Attention", *(["Gather", "EmbedLayerNormalization"] if embeddings else [])]',
+     'ops = ["Gather"] if embeddings else ["Softmax"]',
+     ["tests/test_quantize.py::test_stored_params_count_packed_weights"]),
+    ("a fused graph kept without checking it against PyTorch",
+     "banglacompress/onnx_format.py", "    if _export_error(model, data) >= 1e-3:\n        return onnx_bytes, {}\n", "",
+     ["tests/test_quantize.py::test_a_wrong_fusion_is_not_kept"]),
+    ("the inference path skipping the training-time text cleaning",
+     "banglacompress/inference.py", 'cleaned = [clean_text(t) if isinstance(t, str) else "" for t in texts]',
+     'cleaned = [t if isinstance(t, str) else "" for t in texts]',
+     ["tests/test_quantize.py::test_text_classifier_is_what_scoring_and_the_tokenizer_give"]),
+    ("near-duplicates not removed (the key is the exact text)",
+     "banglacompress/data.py",
+     '    return "".join(ch for ch in text.casefold() if unicodedata.category(ch)[0] in "LM")', "    return text",
+     ["tests/test_data.py::test_prepare_counts_near_duplicates_and_no_test_text_has_a_train_twin",
+      "tests/test_data.py::test_near_duplicates_share_a_key_and_are_removed_before_splitting"]),
+]
+SLOW = [
+    ("training that never updates the weights: every stage scores like chance",
+     "banglacompress/train.py", "            optimizer.step()\n", "            pass\n",
+     ["tests/test_pipeline.py::test_dvc_repro_smoke_and_caching"]),
+]
+
+
+def run(bug: str, path: str, old: str, new: str, tests: list[str]) -> bool:
+    file = ROOT / path
+    source = file.read_text(encoding="utf-8")
+    if source.count(old) != 1:
+        sys.exit(f"mutation_check: the text to mutate for '{bug}' is not in {path} exactly once; update MUTATIONS")
+    file.write_text(source.replace(old, new), encoding="utf-8")
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                                cwd=ROOT, capture_output=True, text=True)
+    finally:
+        file.write_text(source, encoding="utf-8")
+    caught = result.returncode != 0
+    reason = next((line for line in result.stdout.splitlines() if line.startswith("E ")), "").strip()
+    print(f"{'caught  ' if caught else 'SURVIVED'} {bug}\n         {', '.join(t.split('::')[1] for t in tests)}"
+          + (f"\n         {reason[:160]}" if reason else ""), flush=True)
+    return caught
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="skip the DVC pipeline smoke test (minutes)")
+    args = ap.parse_args()
+    results = [run(*m) for m in MUTATIONS + ([] if args.quick else SLOW)]
+    print(f"{sum(results)} of {len(results)} mutations caught")
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
