@@ -45,6 +45,26 @@ def import_seconds() -> float:
     return time.perf_counter() - start
 
 
+HEAVY = ("torch", "transformers", "bitsandbytes", "sklearn", "onnxruntime", "onnx", "accelerate", "dvclive",
+         "pandas", "tokenizers")
+
+
+def import_breakdown() -> dict:
+    """`python -X importtime`: cumulative seconds of the heavy packages where predict's imports first pull
+    them in (one run; the tree shares modules, so the parts overlap and do not add up to the total)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import banglacompress.predict"],
+                          capture_output=True, text=True, check=True)
+    found = {}
+    for line in proc.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) != 3 or not parts[1].strip().isdigit():
+            continue
+        name = parts[2].strip()
+        if name in HEAVY or name == "banglacompress.predict":
+            found[name] = max(found.get(name, 0.0), int(parts[1]) / 1e6)
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/final")
@@ -62,7 +82,8 @@ def main():
     result = {"command": "python -m bench.cold_start " + " ".join(sys.argv[1:]), "machine": machine(),
               "model": args.model, "text": TEXT, "first_run_s": first, "runs_s": runs,
               "median_s": statistics.median(runs), "min_s": min(runs), "max_s": max(runs),
-              "import_only_runs_s": imports, "import_only_median_s": statistics.median(imports)}
+              "import_only_runs_s": imports, "import_only_median_s": statistics.median(imports),
+              "import_breakdown_s": import_breakdown()}
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     text = (f"# `predict` cold start\n\n`{result['command']}` · {result['machine']['date']} · "
@@ -71,10 +92,13 @@ def main():
             f"**{result['median_s']:.2f} s** over {len(runs)} runs (min {result['min_s']:.2f}, max "
             f"{result['max_s']:.2f}); the first, file-cache-cold run took {first:.2f} s. A process that only "
             f"starts Python and imports `banglacompress.predict` took {result['import_only_median_s']:.2f} s "
-            f"(median, runs alternated with the above): the rest, "
-            f"{result['median_s'] - result['import_only_median_s']:.2f} s, is loading and checking the model, "
-            "tokenizing, the forward pass and printing. For many texts, start predict once and pass them all "
-            "(arguments, stdin or --csv).\n")
+            "(median, runs alternated with the above; min "
+            f"{min(imports):.2f}, max {max(imports):.2f}): the cold start is the imports; loading and checking the "
+            "model, tokenizing, the forward pass and printing are within the run-to-run spread. "
+            "For many texts, start predict once and pass them all (arguments, stdin or --csv).\n\n"
+            "Where the import time goes (`python -X importtime`, one run, cumulative seconds where predict's "
+            "imports first pull each package in; nested, so they overlap):\n\n| package | s |\n|---|---:|\n"
+            + "".join(f"| {k} | {v:.2f} |\n" for k, v in result["import_breakdown_s"].items()))
     out.with_suffix(".md").write_text(text, encoding="utf-8")
     print(text)
 

@@ -198,16 +198,26 @@ def markdown(results: dict, info: dict, command: str) -> str:
       f"{info['onnxruntime']}, scikit-learn {info['scikit-learn']}. Load average at the start: "
       f"{', '.join(f'{x:.2f}' for x in info['load_average'])}.")
     w()
-    w("All models are scored once on the held-out test split; thresholds and best epochs come from val. "
-      "The transformer rows are measured by the evaluate stage's own function: one process, every model "
-      "taking turns in random order on each text, timed warm; e2e is text in, label out through the path "
-      "`predict` runs (batch 1 p50/p95, and 64 texts per call); forward is the model alone. "
-      "`teacher_onnx_fp32` / `teacher_onnx_int8` are the teacher exported to ONNX Runtime and that export "
-      "with dynamic INT8, the deploy-the-teacher path; \"vs ORT INT8\" compares with the second. TF-IDF is "
-      "timed right after on the same texts, featurisation included. Sizes are bytes on disk of the whole "
-      "artifact directory (weights, config, tokenizer); `final` is models/final as shipped (with its card); "
-      "TF-IDF's is its pickle. `predecessor` is the seed settings: KD alpha 0.7 T 4 (the same student), "
-      "magnitude 0.5, dynamic INT8.")
+    e2e = any("e2e_ms_p50" in row for res in results.values() for row in res["result"]["rows"].values())
+    if e2e:
+        w("All models are scored once on the held-out test split; thresholds and best epochs come from val. "
+          "The transformer rows are measured by the evaluate stage's own function: one process, every model "
+          "taking turns in random order on each text, timed warm; e2e is text in, label out through the path "
+          "`predict` runs (batch 1 p50/p95, and 64 texts per call); forward is the model alone. "
+          "`teacher_onnx_fp32` / `teacher_onnx_int8` are the teacher exported to ONNX Runtime and that export "
+          "with dynamic INT8, the deploy-the-teacher path; \"vs ORT INT8\" compares with the second. TF-IDF is "
+          "timed right after on the same texts, featurisation included. Sizes are bytes on disk of the whole "
+          "artifact directory (weights, config, tokenizer); `final` is models/final as shipped (with its card); "
+          "TF-IDF's is its pickle. `predecessor` is the seed settings: KD alpha 0.7 T 4 (the same student), "
+          "magnitude 0.5, dynamic INT8.")
+    else:  # a results file from before end-to-end timing: say how that run measured
+        w("All models are scored once on the held-out test split; thresholds and best epochs come from val. "
+          "This run predates end-to-end timing: its latencies are the forward pass only, the transformer "
+          "models interleaved in a fixed rotation (batch 1 p50/p95 over the sampled test texts, two rounds; "
+          "batch-32 throughput), and there are no teacher-in-ONNX-Runtime rows (e2e columns: –). TF-IDF is "
+          "timed right after on the same texts, featurisation included. Sizes are bytes on disk of the whole "
+          "artifact directory; TF-IDF's is its pickle. `final` is `quantized` as shipped in `models/final`. "
+          "`predecessor` is the seed settings: KD alpha 0.7 T 4 (the same student), magnitude 0.5, dynamic INT8.")
     for name, res in results.items():
         r = res["result"]
         w()
@@ -224,7 +234,7 @@ def markdown(results: dict, info: dict, command: str) -> str:
             cells = [row["stage"], fmt(row["macro_f1"]),
                      *[fmt(row["per_label"].get(n, {}).get("f1")) for n in labels],
                      fmt(row["size_bytes"] / 1e6, 2), fmt(row.get("params")),
-                     fmt(row["e2e_ms_p50"], 2), fmt(row["e2e_ms_p95"], 2), fmt(row.get("e2e_throughput_b64"), 0),
+                     fmt(row.get("e2e_ms_p50"), 2), fmt(row.get("e2e_ms_p95"), 2), fmt(row.get("e2e_throughput_b64"), 0),
                      fmt(row["latency_ms_p50"], 2), fmt(row["compression"], 1),
                      fmt(row.get("compression_vs_teacher_onnx_int8"), 1), fmt(row["speedup"], 1),
                      fmt(row.get("speedup_vs_teacher_onnx_int8"), 1), fmt(row["f1_retained"], 3)]
