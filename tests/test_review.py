@@ -143,12 +143,15 @@ def test_report_opens_with_a_stage_table_with_base_new_and_change(review):
     assert onnx["size (MB) new"] == "5.400"
 
     header, rows = _table(_section(md, TIMING_HEADING))
-    assert header == ["stage"] + [f"{m} {side}" for m in ("p50 latency (ms)", "speedup (×)")
+    assert header == ["stage"] + [f"{m} {side}" for m in ("e2e p50 latency (ms)", "forward p50 latency (ms)",
+                                                          "e2e speedup vs teacher (×)",
+                                                          "e2e speedup vs teacher in ORT INT8 (×)")
                                   for side in ("base", "new", "change (timing: noisy)")]
     assert list(rows) == ["teacher", "student", "pruned", "quantized", "teacher_onnx_int8"]
     # base timings from the base summary rows (no speed.json there), new ones from metrics/speed.json
-    assert rows["teacher"]["p50 latency (ms) base"] == "8.00" and rows["teacher"]["p50 latency (ms) new"] == "9.00"
-    assert rows["student"]["speedup (×) new"] == "4.50"
+    teacher = rows["teacher"]
+    assert teacher["forward p50 latency (ms) base"] == "8.00" and teacher["forward p50 latency (ms) new"] == "9.00"
+    assert rows["student"]["e2e speedup vs teacher (×) new"] == "4.50"
 
 
 def test_noise_marking_follows_the_two_std_rule(review):
@@ -172,7 +175,8 @@ def test_noise_marking_follows_the_two_std_rule(review):
 
     # Without SEEDS.json every change is "noise unknown" (the timing-only state has none).
     _, rows = _table(_section(review["timing_only"], TIMING_HEADING))
-    assert all(row["p50 latency (ms) change (timing: noisy)"].endswith("(noise unknown)") for row in rows.values())
+    assert all(row["forward p50 latency (ms) change (timing: noisy)"].endswith("(noise unknown)")
+               for row in rows.values())
 
 
 @pytest.mark.parametrize("change, std, verdict", [
@@ -188,7 +192,7 @@ def test_timing_is_labelled_noisy_and_never_counts_as_a_change(review):
     timing = _section(md, TIMING_HEADING)
     assert "timing: noisy, machine-dependent" in timing and "never counted as a change" in timing
     _, rows = _table(timing)
-    assert rows["teacher"]["p50 latency (ms) change (timing: noisy)"] == "+1.00 (outside noise, 2σ 0.20)"
+    assert rows["teacher"]["forward p50 latency (ms) change (timing: noisy)"] == "+1.00 (outside noise, 2σ 0.20)"
     verdict = md.splitlines()[4]  # lists the student F1, student size and quantized size only
     assert "latency" not in verdict.split("Timing")[0] and "speedup" not in verdict.split("Timing")[0]
     assert "(timing: noisy, machine-dependent; not counted)" in verdict
@@ -198,7 +202,7 @@ def test_timing_is_labelled_noisy_and_never_counts_as_a_change(review):
     _, rows = _table(_section(only, "## Quality and size per stage"))
     assert all(row[c] == "0 (no change)" for row in rows.values() for c in row if c.endswith("change"))
     _, rows = _table(_section(only, TIMING_HEADING))
-    assert rows["teacher"]["p50 latency (ms) change (timing: noisy)"] == "+4.00 (noise unknown)"
+    assert rows["teacher"]["forward p50 latency (ms) change (timing: noisy)"] == "+4.00 (noise unknown)"
     assert "dvc metrics diff: 0 non-timing and 12 timing metric(s) changed" in only
 
 
