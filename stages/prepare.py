@@ -12,7 +12,8 @@ def main():
     write_json("metrics/data.json", metrics)
     print(f"[prepare] task {metrics['task']}, rows { {k: v['rows'] for k, v in metrics['splits'].items()} }, "
           f"{metrics['duplicate_rows_removed']} duplicates removed ({metrics['conflicting_duplicate_texts']} "
-          "conflicting)")
+          f"conflicting), then {metrics['near_duplicate_rows_removed']} near-duplicates "
+          f"({metrics['near_conflicting_duplicate_texts']} conflicting)")
 
 
 if __name__ == "__main__":
