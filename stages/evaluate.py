@@ -1,7 +1,7 @@
 """evaluate: every stage's saved artifact on the held-out test split, sizes, and interleaved latency
 (timings in metrics/speed.* and plots/speed, apart from the reproducible quality and size)."""
-from banglacompress.config import (atomic_output, load_params, log_config, pipeline_name, stage_enabled, stage_main,
-                                   write_json)
+from banglacompress.config import (atomic_output, load_params, log_config, pipeline_name, require, stage_enabled,
+                                   stage_main, write_json)
 from banglacompress.evaluate import (SPEED_COLUMNS, STAGE_DIRS, evaluate_stages, markdown_table, write_plots,
                                      write_speed_plots)
 from banglacompress.train import configure_torch
@@ -21,9 +21,12 @@ def main():
     cfg = params["evaluate"]
     log_config("evaluate", cfg)
     configure_torch(params["threads"])
+    require(isinstance(cfg.get("references", True), bool),
+            f"evaluate.references={cfg.get('references')!r} must be true or false")
     stages = stages_run(params)
     rows, speed, plots, header = evaluate_stages({s: STAGE_DIRS[s] for s in stages}, cfg, prepared="data/prepared",
-                                                 max_length=params["data"]["max_length"], seed=params["seed"])
+                                                 max_length=params["data"]["max_length"], seed=params["seed"],
+                                                 references=cfg.get("references", True))
     write_json("metrics/summary.json", {"task": header["task"], "test_rows": header["test_rows"],
                                         "pipeline": pipeline_name(params), "final": stages[-1], "stages": rows})
     write_json("metrics/speed.json", {"threads": header["threads"], "latency_threads": header["latency_threads"],
