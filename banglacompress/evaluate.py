@@ -32,9 +32,6 @@ def stage_row(stage: str, model, metrics: dict, path) -> dict:
             **artifact_size(path), **count_stored_params(model), "per_label": metrics["per_label"]}
 
 
-TIMING_KEYS = ("e2e_ms_p50", "e2e_ms_p95", "e2e_throughput_b64", "latency_ms_p50", "latency_ms_p95",
-               "latency_ms_mean", "throughput_per_s", "speedup", "speedup_vs_teacher_onnx_int8",
-               "forward_speedup", "forward_speedup_vs_teacher_onnx_int8")
 REFERENCES = {"teacher_onnx_fp32": "onnx_fp32", "teacher_onnx_int8": "onnx_int8"}  # row -> quantize method
 STRONGEST = "teacher_onnx_int8"
 
@@ -135,7 +132,7 @@ STAGE_DIRS = {"teacher": "models/teacher", "student": "models/student", "pruned"
 
 def reference_models(teacher, tokenizer, info: dict, directory: Path) -> dict:
     """The deploy-the-teacher references, saved under `directory` (so their size counts every file a
-    user would ship, like the stage rows): {row name: (model, directory)}."""
+    user would ship, like the stage rows): {row name: directory}."""
     out = {}
     for name, method in REFERENCES.items():
         model = QUANT_METHODS[method].quantize(teacher, name=method)
@@ -152,21 +149,22 @@ def evaluate_stages(stage_dirs: dict, cfg: dict, *, prepared: str | Path, max_le
     timings, plot rows, header), header being what the summary says about the measurement."""
     texts, y_test, meta = load_split(prepared, "test")
     classifiers, rows, predictions, plots, digests = {}, {}, {}, {}, {}
+
+    def score(stage: str, model, tokenizer, info: dict, path) -> None:
+        metrics, predictions[stage], probs = score_split(model, tokenizer, info, texts, y_test, max_length)
+        plots[stage] = curve_plots(meta["task"], meta["label_names"], y_test, probs, predictions[stage])
+        rows[stage] = stage_row(stage, model, metrics, path)
+        classifiers[stage] = TextClassifier(model, tokenizer, info, max_length)
+        digests[stage] = digest(path)
+        print(f"[evaluate] {stage}: test macro-F1 {metrics['macro_f1']:.4f}")
+
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = dict(stage_dirs)
-        if references:
-            teacher, tokenizer, info = load_artifact(stage_dirs["teacher"])
-            names = list(dirs)
-            dirs = {names[0]: dirs[names[0]], **reference_models(teacher, tokenizer, info, Path(tmp)),
-                    **{n: dirs[n] for n in names[1:]}}
-        for stage, path in dirs.items():
+        for stage, path in stage_dirs.items():
             model, tokenizer, info = load_artifact(path)
-            metrics, predictions[stage], probs = score_split(model, tokenizer, info, texts, y_test, max_length)
-            plots[stage] = curve_plots(meta["task"], meta["label_names"], y_test, probs, predictions[stage])
-            rows[stage] = stage_row(stage, model, metrics, path)
-            classifiers[stage] = TextClassifier(model, tokenizer, info, max_length)
-            digests[stage] = digest(path)
-            print(f"[evaluate] {stage}: test macro-F1 {metrics['macro_f1']:.4f}")
+            score(stage, model, tokenizer, info, path)
+            if references and stage == "teacher":  # right after the teacher, built from the model just loaded
+                for name, ref_path in reference_models(model, tokenizer, info, Path(tmp)).items():
+                    score(name, *load_artifact(ref_path), ref_path)  # scored as saved, like every stage
     add_teacher_ratios(rows, predictions, meta["task"])
     names = list(stage_dirs)
     if "quantized" in rows:
