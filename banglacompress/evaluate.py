@@ -185,5 +185,6 @@ def evaluate_stages(stage_dirs: dict, cfg: dict, *, prepared: str | Path, max_le
              for s in rows}
     add_speedups(speed)
     header = {"task": meta["task"], "test_rows": len(texts), "threads": cfg["threads"],
-              "latency_threads": cfg.get("latency_threads") or cfg["threads"], "latency_samples": len(sample)}
+              "latency_threads": cfg.get("latency_threads") or cfg["threads"], "latency_samples": len(sample),
+              "sample": sample}  # the texts timed, for benchmarks that time something else on the same ones
     return rows, speed, plots, header

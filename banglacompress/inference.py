@@ -4,8 +4,8 @@ to end, so the latency a user gets is the latency that is reported.
 Per call: clean the texts as in training, tokenize with the Rust tokenizer directly, run the model
 on length-sorted batches (little padding), turn logits into probabilities and decide with the
 thresholds tuned on validation. Calling the Rust tokenizer directly matters for a small model: the
-transformers __call__ wrapper around it costs about 0.1 ms per call on this machine, a third or more
-of the final model's batch-1 forward pass (bench/SPEED.md has the measured split)."""
+transformers __call__ wrapper around it costs about 0.15 ms per text on this machine, about as much
+as the final model's batch-1 forward pass (bench/SPEED.md, "Tokenizing one text", has the measured split)."""
 from __future__ import annotations
 
 import copy

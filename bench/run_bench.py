@@ -149,10 +149,7 @@ def measure(work: Path, pred: Path, samples: int, threads: int, seed: int = 42) 
                                              max_length=params["data"]["max_length"], seed=seed)
     for name in rows:
         rows[name].update(speed[name])
-    texts, _, _ = load_split(work / "data/prepared", "test")
-    rng = np.random.default_rng(seed)  # the texts evaluate_stages timed (same seed, same draw)
-    sample = [texts[i] for i in rng.choice(len(texts), min(samples, len(texts)), replace=False)]
-    rows["tfidf_logreg"] = tfidf_row(work / "data/prepared", sample, threads)
+    rows["tfidf_logreg"] = tfidf_row(work / "data/prepared", header["sample"], threads)  # the texts evaluate timed
     teacher = rows["teacher"]
     rows["tfidf_logreg"].update(f1_retained=rows["tfidf_logreg"]["macro_f1"] / teacher["macro_f1"],
                                 compression=teacher["size_bytes"] / rows["tfidf_logreg"]["size_bytes"],

@@ -27,7 +27,7 @@ import torch
 
 from banglacompress.artifact import load_artifact
 from banglacompress.config import load_params
-from banglacompress.data import clean_text, load_split
+from banglacompress.data import clean_text
 from banglacompress.evaluate import STAGE_DIRS, STRONGEST, evaluate_stages
 from banglacompress.inference import TextClassifier
 from banglacompress.measure import measure_speed
@@ -45,16 +45,18 @@ def spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
-def repeated(params: dict, runs: int) -> tuple[dict, dict]:
-    """evaluate_stages `runs` times on the committed models: (quality rows of the last run, spread per row)."""
+def repeated(params: dict, runs: int) -> tuple[dict, dict, list[str]]:
+    """evaluate_stages `runs` times on the committed models: (quality rows of the last run, spread per row,
+    the texts the last run timed)."""
     per_run = []
     for r in range(runs):
-        rows, speed, _, _ = evaluate_stages(STAGE_DIRS, params["evaluate"], prepared="data/prepared",
+        rows, speed, _, header = evaluate_stages(STAGE_DIRS, params["evaluate"], prepared="data/prepared",
                                             max_length=params["data"]["max_length"], seed=params["seed"] + r)
         per_run.append(speed)
         print(f"[speed] run {r + 1}/{runs}: final {speed['quantized']['e2e_ms_p50']:.3f} ms, "
               f"{STRONGEST} {speed[STRONGEST]['e2e_ms_p50']:.3f} ms", flush=True)
-    return rows, {name: {k: spread([run[name][k] for run in per_run]) for k in KEYS} for name in per_run[0]}
+    return (rows, {name: {k: spread([run[name][k] for run in per_run]) for k in KEYS} for name in per_run[0]},
+            header["sample"])
 
 
 def levers(params: dict, texts: list[str]) -> dict:
@@ -146,11 +148,7 @@ def main():
     args = ap.parse_args()
     params = load_params()
     configure_torch(params["threads"])
-    quality, spread_rows = repeated(params, args.runs)
-    texts, _, _ = load_split("data/prepared", "test")
-    rng = np.random.default_rng(params["seed"])
-    sample = [texts[i] for i in rng.choice(len(texts), min(params["evaluate"]["latency_samples"], len(texts)),
-                                           replace=False)]
+    quality, spread_rows, sample = repeated(params, args.runs)
     final, ref = spread_rows["quantized"], quality["quantized"]
     best_other = max(v["e2e_throughput_b64"]["median"] for k, v in spread_rows.items() if k != "quantized")
     goal = {"speedup_vs_teacher_onnx_int8": (final["speedup_vs_teacher_onnx_int8"]["median"],
