@@ -20,8 +20,10 @@ data: setup
 repro: data
 	$(VENV)/bin/dvc repro
 
+# Two workers, each test file on one (module fixtures such as test_remote's pipeline run once); the
+# slowest tests are listed at the end, so a CI log shows where the time goes.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 # Full pipeline on two real datasets + TF-IDF and predecessor-style baselines -> bench/RESULTS.md
 bench: setup

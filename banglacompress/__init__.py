@@ -22,3 +22,11 @@ the import graph has no cycle), so each DVC stage depends on the modules it real
     predict      the command-line labeller (python -m banglacompress.predict)
     baseline     the TF-IDF + logistic-regression reference model (benchmarks)
 """
+import logging
+
+# On CPUs with AVX512-BF16, importing bitsandbytes warns that an optional 4-bit kernel from the Hugging Face
+# hub (`pip install kernels`) could not be loaded, and falls back to its own CPU kernel, which is what runs
+# everywhere else. The warning is noise for every command here, and it would turn predict's one-line errors
+# into two lines (seen on this project's CI-type machine on 2026-12-01), so it is silenced before any
+# module imports bitsandbytes. Other bitsandbytes errors still show.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

@@ -86,7 +86,7 @@ def venv_env() -> dict:
 def copy_project(dest: Path) -> Path:
     """Copy the project's code, dvc.yaml and params into `dest` (no data, models or metrics)."""
     dest.mkdir()
-    for item in ("stages", "banglacompress", "dvc.yaml", "params.yaml", ".gitignore"):
+    for item in ("stages", "banglacompress", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))

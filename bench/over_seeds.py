@@ -1,0 +1,151 @@
+"""The distillation, pruning and quantization benchmarks over several seeds: mean ± std per row.
+
+Each benchmark script (bench_distill, bench_prune, bench_quant) compares methods on ONE pipeline run: its
+teacher, student or pruned model and its splits. This runs that script unchanged inside each finished run
+of `make seeds` (bench/work/seeds/seed42, seed43, seed44: the seed there changes the split, the
+initialisation and the batch order), then writes one table with, per row, the mean ± std (n - 1) of val and
+test macro-F1 over the runs, and the paired change against the benchmark's reference row (no_kd, the
+unpruned student, the FP32 pruned model): the change is taken within each run, so the split's own noise
+cancels. A change counts as outside the noise when |mean| > 2 std of the per-run changes and every run agrees
+on its sign. Sizes and timings are those of the first run (sizes do not depend on the seed; timings are one
+interleaved measurement, labelled as such).
+
+    python -m bench.over_seeds distill                 # after `make seeds`; ~20 min on 2 cores
+    python -m bench.over_seeds prune quant
+    python -m bench.over_seeds quant --runs bench/work/seeds/seed42 bench/work/seeds/seed43 --render-only
+
+Writes bench/<name>_results.json and .md (the per-run results are kept in the json under `per_run`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from banglacompress.config import load_params
+from bench import bench_distill, bench_prune, bench_quant
+from bench.run_bench import ROOT
+
+SEEDS_WORK = ROOT / "bench" / "work" / "seeds"
+
+
+@dataclass(frozen=True)
+class Bench:
+    module: object    # the single-run benchmark: its markdown() renders one run's full table
+    ref: str          # the row every other row is compared with, within each run
+    val: str          # val macro-F1 key in that benchmark's rows
+    test: str         # test macro-F1 key
+    label: str        # the column header of the row names
+
+
+BENCHES = {
+    "distill": Bench(bench_distill, ref="no_kd", val="val_macro_f1", test="test_macro_f1", label="student"),
+    "prune": Bench(bench_prune, ref="student", val="val_macro_f1_tuned", test="test_macro_f1", label="pruned"),
+    "quant": Bench(bench_quant, ref="pruned_fp32", val="val_macro_f1", test="macro_f1", label="variant"),
+}
+
+
+def run_in(run_dir: Path, name: str, out: Path) -> dict:
+    """The benchmark script, unchanged, with the run directory as its working directory: it reads that run's
+    params.yaml (seed, max_length), models/ and data/prepared, as it reads the repo's own by default."""
+    script = ROOT / "bench" / f"bench_{name}.py"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[over_seeds] {name} in {run_dir} ...", file=sys.stderr, flush=True)
+    log = out.with_suffix(".log")
+    with open(log, "w", encoding="utf-8") as f:
+        code = subprocess.run([sys.executable, str(script), "--out", str(out)], cwd=run_dir, stdout=f,
+                              stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode
+    if code != 0:
+        sys.exit(f"over_seeds: bench_{name}.py failed in {run_dir} (exit {code}); see {log}")
+    return json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def stats(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(min(values)), "max": float(max(values)), "values": [float(v) for v in values]}
+
+
+def summarize(bench: Bench, per_run: dict[str, dict]) -> dict:
+    """{row: {val, test, test_change, val_change, outside_noise}} over the runs; rows absent from a run
+    (refused by the stage, say) are summarised over the runs that have them, and say how many."""
+    runs = list(per_run.values())
+    names = [n for n in runs[0]["rows"] if not runs[0]["rows"][n].get("alias_of")]
+    out = {}
+    for name in names:
+        have = [r["rows"] for r in runs if name in r["rows"] and bench.test in r["rows"][name]]
+        row = {"runs": len(have), "val": stats([r[name][bench.val] for r in have]),
+               "test": stats([r[name][bench.test] for r in have])}
+        if name != bench.ref:
+            paired = [r for r in have if bench.ref in r]
+            test_change = [r[name][bench.test] - r[bench.ref][bench.test] for r in paired]
+            row["test_change"] = stats(test_change)
+            row["val_change"] = stats([r[name][bench.val] - r[bench.ref][bench.val] for r in paired])
+            same_sign = all(c > 0 for c in test_change) or all(c < 0 for c in test_change)
+            row["test_change_outside_noise"] = bool(
+                len(test_change) > 1 and same_sign and abs(row["test_change"]["mean"]) > 2 * row["test_change"]["std"])
+        out[name] = row
+    return out
+
+
+def markdown(name: str, result: dict) -> str:
+    bench = BENCHES[name]
+    runs = result["runs"]
+    lines = [f"# {name} benchmark over {len(runs)} seeds", "",
+             f"Command: `{result['command']}`. Runs: {', '.join(f'`{r}`' for r in runs)} (`make seeds`: the seed "
+             "changes the split, the initialisation and the batch order); seeds "
+             f"{result['seeds']}. Per row: mean ± std (n - 1) over the runs, and the change against "
+             f"`{bench.ref}` taken within each run (paired, so the split's own noise cancels). **Outside noise**: "
+             "|mean change| > 2 std of the per-run changes and every run agrees on its sign. Choices are made on "
+             "val; test is reported only.", "",
+             f"| {bench.label} | runs | val macro-F1 | test macro-F1 | test min–max | val change vs {bench.ref} | "
+             f"test change vs {bench.ref} | test change outside noise |", "|---|---:|---|---|---|---|---|---|"]
+    for row, s in result["summary"].items():
+        v, t = s["val"], s["test"]
+        if row == bench.ref:
+            change = ["–", "–", "(reference)"]
+        else:
+            vc, tc = s["val_change"], s["test_change"]
+            change = [f"{vc['mean']:+.4f} ± {vc['std']:.4f}", f"{tc['mean']:+.4f} ± {tc['std']:.4f}",
+                      "**yes**" if s["test_change_outside_noise"] else "no"]
+        lines.append(f"| {row} | {s['runs']} | {v['mean']:.4f} ± {v['std']:.4f} | {t['mean']:.4f} ± {t['std']:.4f} | "
+                     f"{t['min']:.4f}–{t['max']:.4f} | " + " | ".join(change) + " |")
+    first = runs[0]
+    lines += ["", f"## The first run in full (`{first}`): sizes, and timings from one interleaved measurement", "",
+              "Sizes do not depend on the seed. The timings are one measurement on a shared 2-core machine: read "
+              "ratios, not absolute times, and take the repeated figures from `bench/SPEED.md`.", "",
+              bench.module.markdown(result["per_run"][first])]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("benches", nargs="+", choices=sorted(BENCHES))
+    ap.add_argument("--runs", type=Path, nargs="+", default=[SEEDS_WORK / f"seed{s}" for s in (42, 43, 44)],
+                    help="finished pipeline runs (default: make seeds' seed42, seed43, seed44)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json; runs nothing")
+    args = ap.parse_args()
+    for name in args.benches:
+        out = ROOT / "bench" / f"{name}_results"
+        if args.render_only:
+            result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+        else:
+            missing = [str(r) for r in args.runs if not (r / "metrics" / "export.json").exists()]
+            if missing:
+                sys.exit(f"over_seeds: no finished pipeline run in {', '.join(missing)}: run `make seeds` first")
+            per_run = {r.name: run_in(r.resolve(), name, ROOT / "bench" / "work" / "over_seeds" / name / r.name)
+                       for r in args.runs}
+            seeds = [load_params(r / "params.yaml")["seed"] for r in args.runs]
+            result = {"command": "python -m bench.over_seeds " + " ".join(sys.argv[1:]), "runs": list(per_run),
+                      "seeds": seeds, "summary": summarize(BENCHES[name], per_run), "per_run": per_run}
+            out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+        out.with_suffix(".md").write_text(markdown(name, result), encoding="utf-8")
+        print(markdown(name, result))
+
+
+if __name__ == "__main__":
+    main()
