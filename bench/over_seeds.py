@@ -12,7 +12,8 @@ interleaved measurement, labelled as such).
 
     python -m bench.over_seeds distill                 # after `make seeds`; ~20 min on 2 cores
     python -m bench.over_seeds prune quant
-    python -m bench.over_seeds quant --runs bench/work/seeds/seed42 bench/work/seeds/seed43 --render-only
+    python -m bench.over_seeds distill --runs bench/work/seeds/seed42    # one run now, the rest later:
+    python -m bench.over_seeds distill --reuse                         # reuses seed42's result
 
 Writes bench/<name>_results.json and .md (the per-run results are kept in the json under `per_run`)."""
 from __future__ import annotations
@@ -50,10 +51,15 @@ BENCHES = {
 }
 
 
-def run_in(run_dir: Path, name: str, out: Path) -> dict:
+def run_in(run_dir: Path, name: str, out: Path, reuse: bool = False) -> dict:
     """The benchmark script, unchanged, with the run directory as its working directory: it reads that run's
-    params.yaml (seed, max_length), models/ and data/prepared, as it reads the repo's own by default."""
+    params.yaml (seed, max_length), models/ and data/prepared, as it reads the repo's own by default.
+    `reuse`: take the result this made before for the same run, if it finished after the run did."""
     script = ROOT / "bench" / f"bench_{name}.py"
+    done = out.with_suffix(".json")
+    if reuse and done.exists() and done.stat().st_mtime > (run_dir / "metrics" / "export.json").stat().st_mtime:
+        print(f"[over_seeds] {name} in {run_dir}: reusing {done}", file=sys.stderr, flush=True)
+        return json.loads(done.read_text(encoding="utf-8"))
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"[over_seeds] {name} in {run_dir} ...", file=sys.stderr, flush=True)
     log = out.with_suffix(".log")
@@ -128,6 +134,8 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, nargs="+", default=[SEEDS_WORK / f"seed{s}" for s in (42, 43, 44)],
                     help="finished pipeline runs (default: make seeds' seed42, seed43, seed44)")
     ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json; runs nothing")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse a run's result from an earlier call (e.g. one started while make seeds still ran)")
     args = ap.parse_args()
     for name in args.benches:
         out = ROOT / "bench" / f"{name}_results"
@@ -137,7 +145,8 @@ def main() -> None:
             missing = [str(r) for r in args.runs if not (r / "metrics" / "export.json").exists()]
             if missing:
                 sys.exit(f"over_seeds: no finished pipeline run in {', '.join(missing)}: run `make seeds` first")
-            per_run = {r.name: run_in(r.resolve(), name, ROOT / "bench" / "work" / "over_seeds" / name / r.name)
+            per_run = {r.name: run_in(r.resolve(), name, ROOT / "bench" / "work" / "over_seeds" / name / r.name,
+                              args.reuse)
                        for r in args.runs}
             seeds = [load_params(r / "params.yaml")["seed"] for r in args.runs]
             result = {"command": "python -m bench.over_seeds " + " ".join(sys.argv[1:]), "runs": list(per_run),
