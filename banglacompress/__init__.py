@@ -10,6 +10,7 @@ the import graph has no cycle), so each DVC stage depends on the modules it real
     data         read, clean, de-duplicate, split (the prepare stage: prepare_splits), batch
     models       scratch / hub models, tokenizers, model directories, structured-pruned shapes
     train        the one training loop, inference, thresholds (the train_teacher stage: train_teacher)
+    pretrain     masked-LM pretraining on unlabelled in-domain text, never a val / test text (stages/pretrain.py)
     inference    text in, label out: TextClassifier, the path predict runs and evaluate times
     distill      KD losses and KD_METHODS specs (the distill stage: train_student)
     measure      bytes on disk, interleaved latency / throughput

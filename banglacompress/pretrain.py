@@ -1,0 +1,335 @@
+"""Self-supervised pretraining of the teacher's encoder (masked-language modelling with whole-word
+masking) on in-domain unlabelled Bangla text: the train split plus extra corpora, never a val or test
+text. The saved directory is what `teacher.model` points at, and `models.load_pretrained` puts a fresh
+classification head on it (docs/pretrain.md)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+from .config import UserError, atomic_output, check_range, require
+from .data import Encoded, clean_text, make_loader, near_duplicate_key, read_csv
+from .integrity import write_checksums
+from .models import SCRATCH_FAMILIES, check_arch, save_tokenizer, train_tokenizer
+from .train import SCHEDULERS, is_main_process, open_live, progress, report_launch, seed_everything
+
+# The pretrain params group; a missing key takes this default, an unknown key is an error.
+DEFAULTS = {"enabled": False, "model": "scratch", "corpora": [], "val_fraction": 0.02, "epochs": 3, "batch_size": 64,
+            "lr": 5e-4, "warmup_ratio": 0.06, "weight_decay": 0.01, "mask_prob": 0.15, "whole_word": True,
+            "max_texts": None}
+CORPUS_KEYS = ("path", "text_column")
+GRAD_CLIP = 1.0
+MISSING_CORPUS = ("it is listed in pretrain.corpora: `make data` puts the shared corpora under data/raw/, or remove "
+                  "it from the list")
+SKIPPED_FILE = "SKIPPED.json"
+
+
+# --------------------------------------------------------------------------- params
+def _check_int(name: str, value, low: int, high: int) -> None:
+    require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+            f"{name}={value!r} is out of range; it must be a whole number in [{low}, {high}]")
+
+
+def check_pretrain_params(cfg: dict) -> dict:
+    """Reject a bad `pretrain:` group before any work; returns it with defaults filled in."""
+    require(isinstance(cfg, dict), "pretrain must be a mapping of options (see params.yaml)")
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    require(not unknown, f"pretrain.{unknown[0] if unknown else ''} is not a pretrain option; the options are: "
+                         f"{', '.join(DEFAULTS)}")
+    cfg = {**DEFAULTS, **cfg}
+    for key in ("enabled", "whole_word"):
+        require(isinstance(cfg[key], bool), f"pretrain.{key}={cfg[key]!r} must be true or false")
+    require(isinstance(cfg["model"], str) and cfg["model"].strip(),
+            f"pretrain.model={cfg['model']!r} must be scratch, a hub id or a local directory")
+    require(isinstance(cfg["corpora"], list), "pretrain.corpora must be a list of {path, text_column} entries")
+    for i, entry in enumerate(cfg["corpora"]):
+        require(isinstance(entry, dict) and sorted(entry) == sorted(CORPUS_KEYS)
+                and all(isinstance(entry[k], str) and entry[k] for k in CORPUS_KEYS),
+                f"pretrain.corpora[{i}]={entry!r} must have exactly the keys path and text_column (strings)")
+    check_range("pretrain.val_fraction", cfg["val_fraction"], 0.001, 0.5)
+    _check_int("pretrain.epochs", cfg["epochs"], 1, 1000)
+    _check_int("pretrain.batch_size", cfg["batch_size"], 1, 65536)
+    check_range("pretrain.lr", cfg["lr"], 1e-8, 1.0)
+    check_range("pretrain.warmup_ratio", cfg["warmup_ratio"], 0.0, 1.0)
+    check_range("pretrain.weight_decay", cfg["weight_decay"], 0.0, 1.0)
+    check_range("pretrain.mask_prob", cfg["mask_prob"], 0.01, 0.9)
+    if cfg["max_texts"] is not None:
+        _check_int("pretrain.max_texts", cfg["max_texts"], 10, 10**9)
+    return cfg
+
+
+# --------------------------------------------------------------------------- the corpus
+def _dedup_key(text: str) -> str:
+    """near_duplicate_key, or the exact text when it has no letters (as prepare does: all emoji-only
+    comments are not one comment)."""
+    return near_duplicate_key(text) or text
+
+
+def _corpus_texts(entry: dict) -> list[str]:
+    df = read_csv(entry["path"], keep_empty=True, missing_hint=MISSING_CORPUS)
+    require(entry["text_column"] in df.columns,
+            f"{entry['path']} has no column {entry['text_column']!r}; its columns are {list(df.columns)} "
+            "(set text_column of this entry in pretrain.corpora)")
+    return df[entry["text_column"]].tolist()
+
+
+def pretraining_corpus(train_texts: list[str], corpora: list[dict], exclude_texts: list[str]
+                       ) -> tuple[list[str], dict]:
+    """The train split's texts, then every corpus in order: cleaned (clean_text), empty ones dropped,
+    every text whose near-duplicate key is that of an excluded text (the val and test splits) removed,
+    then exact and near duplicates of a text kept before dropped. Returns the texts (first-seen order)
+    and per source the counts rows_read = empty + eval_overlap + duplicates + kept."""
+    excluded = {_dedup_key(clean_text(t)) for t in exclude_texts}
+    excluded.discard("")
+    seen, texts, counts = set(), [], {}
+    sources = [("train", list(train_texts))] + [(str(e["path"]), _corpus_texts(e)) for e in corpora]
+    for name, raw in sources:
+        row = {"rows_read": len(raw), "empty": 0, "eval_overlap": 0, "duplicates": 0, "kept": 0}
+        for value in raw:
+            text = clean_text(value) if isinstance(value, str) else ""
+            key = _dedup_key(text)
+            outcome = ("empty" if not text else "eval_overlap" if key in excluded else
+                       "duplicates" if key in seen else "kept")
+            row[outcome] += 1
+            if outcome == "kept":
+                seen.add(key)
+                texts.append(text)
+        # a source listed twice (or the train split's own CSV) adds its counts to the same entry
+        counts[name] = {k: counts.get(name, {}).get(k, 0) + v for k, v in row.items()}
+    counts["total"] = {k: sum(c[k] for c in counts.values()) for k in row}
+    return texts, counts
+
+
+def corpus_summary(counts: dict) -> str:
+    total = counts["total"]
+    return (f"{total['kept']} texts kept of {total['rows_read']} rows ({total['eval_overlap']} val/test overlaps "
+            f"removed, {total['duplicates']} duplicates, {total['empty']} empty)")
+
+
+# --------------------------------------------------------------------------- masking
+def word_starts(word_ids: list) -> list[bool]:
+    """True for the first token of each word, from a fast tokenizer's `word_ids()` (None: special token).
+    For this repo's SentencePiece tokenizer these are exactly the pieces that start with "▁" (its Metaspace
+    pre-tokenizer splits at spaces; a test checks); for a WordPiece hub tokenizer, the tokens without "##"."""
+    return [w is not None and (i == 0 or w != word_ids[i - 1]) for i, w in enumerate(word_ids)]
+
+
+def mask_words(input_ids: torch.Tensor, starts: torch.Tensor, maskable: torch.Tensor, generator: torch.Generator,
+               *, mask_id: int, random_ids: torch.Tensor, mask_prob: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-word masking of a batch [B, L]: each word (a start token and the tokens after it up to the next
+    start) is chosen with probability mask_prob, and every maskable token of a chosen word is replaced by
+    [MASK] (80%), a random non-special token (10%) or kept (10%). Labels are the original ids at chosen
+    tokens and -100 elsewhere; tokens that are not maskable (special tokens, padding) are never chosen.
+    Per-token masking is `starts = maskable`. If a batch would get no chosen token, the word with the lowest
+    draw is chosen (an all -100 batch has a NaN loss). The draws depend only on the shape and the generator."""
+    rows, length = input_ids.shape
+    word_index = torch.cumsum(starts.long(), dim=1)  # tokens before the first start get 0 and are not maskable
+    word_draw = torch.rand((rows, length + 1), generator=generator).gather(1, word_index)
+    how = torch.rand((rows, length), generator=generator)
+    replacement = random_ids[torch.randint(len(random_ids), (rows, length), generator=generator)]
+    chosen = maskable & (word_draw < mask_prob)
+    if maskable.any() and not chosen.any():
+        row, col = divmod(int(torch.where(maskable, word_draw, 2.0).argmin()), length)
+        chosen[row] = maskable[row] & (word_index[row] == word_index[row, col])
+    labels = torch.where(chosen, input_ids, -100)
+    inputs = torch.where(chosen & (how < 0.8), mask_id, input_ids)
+    inputs = torch.where(chosen & (how >= 0.8) & (how < 0.9), replacement, inputs)
+    return inputs, labels
+
+
+class MaskedTexts(Encoded):
+    """Token ids per text with, per token, whether it starts a word; batches add `word_starts` and
+    `maskable` (not special, not padding). Length-bucketed through data.make_loader."""
+
+    def __init__(self, tokenizer, texts: list[str], max_length: int):
+        # Encoded's fields, filled from one tokenizer call that also gives the word ids
+        encoding = tokenizer(list(texts), truncation=True, max_length=max_length)
+        self.input_ids, self.targets = encoding["input_ids"], None
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.starts = [word_starts(encoding.word_ids(i)) for i in range(len(self.input_ids))]
+        self.special_ids = torch.tensor(sorted(tokenizer.all_special_ids))
+
+    def collate(self, indices: list[int]) -> dict:
+        batch = super().collate(indices)
+        starts = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+        for row, i in enumerate(indices):
+            starts[row, : len(self.starts[i])] = torch.tensor(self.starts[i])
+        batch["word_starts"] = starts
+        batch["maskable"] = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], self.special_ids)
+        return batch
+
+
+# --------------------------------------------------------------------------- models
+def scratch_mlm(arch: dict, tokenizer, max_length: int, dropout: float):
+    """A `*ForMaskedLM` of the teacher's scratch architecture. The config is built as in
+    models.build_scratch_with_tokenizer, less the label fields (models.py is left alone so that the
+    pipeline stages that depend on it keep their DVC hashes)."""
+    check_arch("teacher", arch)
+    shape = SCRATCH_FAMILIES[arch["family"]]({**arch, "max_length": max_length})
+    model_type = shape.pop("model_type")
+    shape.setdefault("max_position_embeddings", max_length)
+    dropout_keys = ("dropout", "attention_dropout") if model_type == "distilbert" else (
+        "hidden_dropout_prob", "attention_probs_dropout_prob")
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                  **{k: dropout for k in dropout_keys}, **shape)
+    return AutoModelForMaskedLM.from_config(config)
+
+
+def load_mlm(source: str, max_length: int):
+    """A hub id or local directory as a masked LM with its own tokenizer (domain-adaptive pretraining)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForMaskedLM.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"cannot load model {source!r} for pretraining: {first} (offline? use a local path, or "
+                        "pretrain.model: scratch)") from None
+    require(getattr(tokenizer, "is_fast", False) and tokenizer.mask_token_id is not None,
+            f"{source!r} has no fast tokenizer with a mask token; masked-LM pretraining needs both")
+    tokenizer.model_max_length = max_length
+    return model, tokenizer
+
+
+def build_mlm(cfg: dict, teacher_cfg: dict | None, texts: list[str], max_length: int):
+    """(model, tokenizer, how the tokenizer was made) for pretrain.model (scratch or a hub id / directory)."""
+    if cfg["model"] != "scratch":
+        model, tokenizer = load_mlm(cfg["model"], max_length)
+        return model, tokenizer, f"from {cfg['model']}"
+    require(teacher_cfg is not None and isinstance(teacher_cfg.get("scratch"), dict),
+            "pretrain.model: scratch pretrains the teacher.scratch architecture, but no teacher params were given")
+    arch = teacher_cfg["scratch"]
+    check_arch("teacher", arch)
+    tokenizer = train_tokenizer(texts, arch["vocab_size"], max_length)
+    return scratch_mlm(arch, tokenizer, max_length, teacher_cfg.get("dropout", 0.1)), tokenizer, \
+        "SentencePiece trained on the pretraining texts"
+
+
+# --------------------------------------------------------------------------- the loop
+def hold_out(texts: list[str], fraction: float, seed: int, max_texts: int | None) -> tuple[list[str], list[str]]:
+    """(train, validation) texts: at most max_texts sampled, then `fraction` held out (at least one text),
+    both seeded and in corpus order."""
+    rng = np.random.default_rng(seed)
+    rows = list(range(len(texts)))
+    if max_texts is not None and max_texts < len(rows):
+        rows = sorted(rng.choice(len(rows), max_texts, replace=False).tolist())
+    require(len(rows) >= 2, f"the pretraining corpus has {len(rows)} text(s) after de-duplication; it needs at "
+                            "least 2 (one for validation)")
+    n_val = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+    val = set(rng.choice(rows, n_val, replace=False).tolist())
+    return [texts[i] for i in rows if i not in val], [texts[i] for i in rows if i in val]
+
+
+def _random_ids(tokenizer, model) -> torch.Tensor:
+    """Ids a masked token may be replaced by: every non-special id the tokenizer and the embedding share."""
+    size = min(len(tokenizer), model.get_input_embeddings().num_embeddings)
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(size) if i not in special])
+
+
+def _mlm_step(model, batch: dict, generator: torch.Generator, masking: dict, device) -> tuple[torch.Tensor, int]:
+    """(mean loss over chosen tokens, number of chosen tokens) of one batch, masked on the CPU."""
+    starts = batch["word_starts"] if masking["whole_word"] else batch["maskable"]
+    inputs, labels = mask_words(batch["input_ids"], starts, batch["maskable"], generator, mask_id=masking["mask_id"],
+                                random_ids=masking["random_ids"], mask_prob=masking["mask_prob"])
+    out = model(input_ids=inputs.to(device), attention_mask=batch["attention_mask"].to(device),
+                labels=labels.to(device))
+    return out.loss, int((labels != -100).sum())
+
+
+@torch.no_grad()
+def validation_perplexity(model, loader, masking: dict, seed: int, device) -> float:
+    """exp(mean loss per chosen token) on the held-out texts, with the same masks every epoch (a fixed
+    generator and unshuffled batches), so epochs are compared on the same task."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    total, count = 0.0, 0
+    for batch in progress(loader, desc="pretrain val"):
+        loss, n = _mlm_step(model, batch, generator, masking, device)
+        total, count = total + loss.float().item() * n, count + n
+    return math.exp(total / max(count, 1))
+
+
+def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int, max_length: int,
+                 live_dir: str | Path | None = None, teacher_cfg: dict | None = None) -> dict | None:
+    """Masked-LM pretraining on `texts` (pretraining_corpus's output): hold out pretrain.val_fraction of
+    them for validation perplexity, build the model (pretrain.model: scratch = teacher.scratch with a
+    tokenizer trained on the held-in texts; else a hub id / directory with its own tokenizer), train with
+    AdamW and linear warm-up / decay, and save the last epoch's model + tokenizer + SHA256SUMS to out_dir.
+    Returns the metrics (no timings: they go to stderr, so the metrics file is byte-reproducible), or None
+    on a non-zero data-parallel rank, which writes nothing."""
+    cfg = check_pretrain_params(cfg)
+    train_texts, val_texts = hold_out(texts, cfg["val_fraction"], seed, cfg["max_texts"])
+    seed_everything(seed)
+    model, tokenizer, tokenizer_source = build_mlm(cfg, teacher_cfg, train_texts, max_length)
+    masking = {"whole_word": cfg["whole_word"], "mask_prob": cfg["mask_prob"], "mask_id": tokenizer.mask_token_id,
+               "random_ids": _random_ids(tokenizer, model)}
+    train_set, val_set = MaskedTexts(tokenizer, train_texts, max_length), MaskedTexts(tokenizer, val_texts, max_length)
+    loader = make_loader(train_set, cfg["batch_size"], shuffle=True, seed=seed)
+    val_loader = make_loader(val_set, cfg["batch_size"], shuffle=False)
+
+    accelerator = Accelerator()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    total = max(1, cfg["epochs"] * len(loader))
+    schedule = SCHEDULERS["linear"](optimizer, int(cfg["warmup_ratio"] * total), total)
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    report_launch(accelerator, "pretrain")
+    generator = torch.Generator().manual_seed(seed)  # the training masks: a fresh draw for every batch
+    history, tokens_seen = [], 0
+    print(f"[pretrain] {len(train_texts)} texts, {len(val_texts)} held out; tokenizer: {tokenizer_source} "
+          f"({len(tokenizer)} pieces)", file=sys.stderr)
+    with (open_live(live_dir) if live_dir else contextlib.nullcontext()) as live:
+        for epoch in range(cfg["epochs"]):
+            model.train()
+            start, loss_sum, chosen = time.perf_counter(), 0.0, 0
+            for batch in progress(loader, desc=f"pretrain epoch {epoch + 1}/{cfg['epochs']}"):
+                loss, n = _mlm_step(model, batch, generator, masking, accelerator.device)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum, chosen = loss_sum + loss.item() * n, chosen + n
+                tokens_seen += int(batch["attention_mask"].sum())
+            row = {"epoch": epoch + 1, "mlm_loss": loss_sum / max(chosen, 1),
+                   "val_perplexity": validation_perplexity(model, val_loader, masking, seed, accelerator.device)}
+            history.append(row)
+            seconds = time.perf_counter() - start
+            print(f"[pretrain] epoch {epoch + 1}/{cfg['epochs']} mlm loss {row['mlm_loss']:.4f} val perplexity "
+                  f"{row['val_perplexity']:.2f} ({seconds:.0f}s)", file=sys.stderr)
+            if live is not None:
+                live.log_metric("train/mlm_loss", row["mlm_loss"])
+                live.log_metric("val/perplexity", row["val_perplexity"])
+                live.next_step()
+    if not is_main_process():
+        return None
+    model = accelerator.unwrap_model(model).eval()
+    with atomic_output(out_dir) as out:
+        model.save_pretrained(out)
+        save_tokenizer(tokenizer, out)
+        write_checksums(out)
+    best = min(history, key=lambda r: r["val_perplexity"])
+    return {"model": cfg["model"], "tokenizer": tokenizer_source, "vocab_size": len(tokenizer),
+            "texts_train": len(train_texts), "texts_val": len(val_texts), "epochs": cfg["epochs"],
+            "tokens_seen": tokens_seen, "final_val_perplexity": history[-1]["val_perplexity"],
+            "best_val_perplexity": best["val_perplexity"], "best_epoch": best["epoch"], "history": history}
+
+
+def write_skipped(out_dir: str | Path, live_dir: str | Path) -> dict:
+    """pretrain.enabled false: a note in place of the model and the plots (DVC outputs must exist, and git
+    keeps no empty directory), and the record the stage writes as its metrics. Nothing reads the note:
+    train_teacher uses models/pretrained only when pretrain.enabled is true (docs/pretrain.md)."""
+    record = {"skipped": True, "reason": "pretrain.enabled is false: no pretraining; the teacher starts from "
+                                         "teacher.model"}
+    for path in (out_dir, live_dir):
+        with atomic_output(path) as tmp:
+            (tmp / SKIPPED_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record

@@ -1,0 +1,186 @@
+"""Pretraining ablation (not a test): does masked-LM pretraining help the teacher? For every seed, the
+params.yaml teacher (cv_folds 0) is trained by the train_teacher stage's own function after
+  none               no pretraining (teacher.model as in params.yaml: scratch),
+  mlm_train          MLM pretraining on the train split only,
+  mlm_train_corpora  MLM pretraining on the train split + pretrain.corpora,
+the pretraining being the pretrain stage's own functions (pretraining_corpus, pretrain_mlm) with the
+params.yaml pretrain group (`enabled` is ignored here). Never a val or test text is pretrained on. The
+choice is made on val macro-F1 (thresholds tuned on val); test macro-F1 is scored once per model and
+only reported.
+
+    nice -n 10 .venv/bin/python -m bench.bench_pretrain --seeds 42 43 44    # after `make data`, dvc repro prepare
+    .venv/bin/python -m bench.bench_pretrain --quick --out /tmp/bp           # smoke run: tiny teacher, 1 epoch
+
+--corpus PATH=COLUMN (repeatable) replaces pretrain.corpora. Writes <out>.json and <out>.md (default
+bench/PRETRAIN) after every run; --quick must write elsewhere (--out)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from banglacompress.config import load_params
+from banglacompress.data import load_split
+from banglacompress.models import load_model_dir
+from banglacompress.pretrain import check_pretrain_params, pretrain_mlm, pretraining_corpus
+from banglacompress.train import configure_torch, score_split, train_teacher
+
+from .bench_pooling import quick_prepared
+from .run_bench import machine
+
+VARIANTS = {"none": "no pretraining", "mlm_train": "MLM on the train split only",
+            "mlm_train_corpora": "MLM on the train split + pretrain.corpora"}
+DEFAULT_OUT = "bench/PRETRAIN"
+# --quick: a teacher small enough to pretrain and fine-tune in seconds; one epoch each, at most QUICK_TEXTS
+QUICK_ARCH = {"family": "bert", "layers": 1, "hidden": 64, "heads": 2, "ffn": 128, "vocab_size": 1000}
+QUICK_TEXTS = 3000
+
+
+def parse_corpus(value: str) -> dict:
+    path, sep, column = value.rpartition("=")
+    if not sep or not path or not column:
+        raise argparse.ArgumentTypeError(f"--corpus {value!r}: expected PATH=TEXT_COLUMN")
+    return {"path": path, "text_column": column}
+
+
+def corpora_for(variant: str, ctx: dict) -> list[dict] | None:
+    return {"none": None, "mlm_train": [], "mlm_train_corpora": ctx["corpora"]}[variant]
+
+
+def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
+    """Pretrain (unless `none`) and fine-tune one teacher; score it once on test after reloading it."""
+    row = {"variant": variant, "seed": seed}
+    teacher_cfg = ctx["teacher"]
+    if corpora_for(variant, ctx) is not None:
+        texts, counts = ctx["corpus"][variant]
+        start = time.perf_counter()
+        pre = pretrain_mlm(ctx["pretrain"], texts=texts, out_dir=work / f"{variant}_{seed}_pretrained", seed=seed,
+                           max_length=ctx["max_length"], teacher_cfg=teacher_cfg)
+        row.update(pretrain_seconds=round(time.perf_counter() - start, 1), pretrain_texts=pre["texts_train"],
+                   tokens_seen=pre["tokens_seen"], final_val_perplexity=pre["final_val_perplexity"])
+        teacher_cfg = {**teacher_cfg, "model": str(work / f"{variant}_{seed}_pretrained")}
+    start = time.perf_counter()
+    result = train_teacher(teacher_cfg, prepared=ctx["prepared"], out_dir=work / f"{variant}_{seed}_teacher", seed=seed,
+                           max_length=ctx["max_length"])
+    row["finetune_seconds"] = round(time.perf_counter() - start, 1)
+    model, tokenizer, info = load_model_dir(work / f"{variant}_{seed}_teacher")
+    metrics, _, _ = score_split(model, tokenizer, info, ctx["test_texts"], ctx["y_test"], ctx["max_length"],
+                                desc=f"{variant} test")
+    row.update(val_macro_f1=result["val_macro_f1_tuned"], test_macro_f1=metrics["macro_f1"],
+               best_epoch=result["best_epoch"], epochs_run=result["epochs_run"])
+    return row
+
+
+def summary(rows: list[dict]) -> dict:
+    """Mean and population std over seeds, per variant."""
+    out = {}
+    for variant in VARIANTS:
+        runs = [r for r in rows if r["variant"] == variant]
+        if not runs:
+            continue
+        out[variant] = {"seeds": [r["seed"] for r in runs]}
+        for key in ("val_macro_f1", "test_macro_f1", "pretrain_seconds", "finetune_seconds", "final_val_perplexity"):
+            values = [r[key] for r in runs if key in r]
+            if values:
+                out[variant][key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    return out
+
+
+def render(header: dict, rows: list[dict]) -> str:
+    stats = summary(rows)
+    quick = ", QUICK: tiny teacher, 1 epoch" if header["quick"] else ""
+    lines = ["# Teacher with and without masked-LM pretraining", "",
+             f"Teacher params from params.yaml (`teacher`, cv_folds 0{quick}), "
+             f"pretraining params from params.yaml (`pretrain`), seeds {header['seeds']}; "
+             f"{header['train_rows']} train / {header['val_rows']} val / {header['test_rows']} test rows "
+             f"(`{header['prepared']}`); {header['machine']['cpu']}, {header['threads']} torch threads, "
+             f"torch {header['machine']['torch']}. Command: `{header['command']}`", "",
+             "Chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is reported, never used. "
+             "Mean ± std (population) over seeds; seconds are wall time on this machine, noisy.", "",
+             "| variant | val macro-F1 | test macro-F1 | per seed val / test | pretrain s | fine-tune s | "
+             "final MLM val perplexity |", "|---|---:|---:|---|---:|---:|---:|"]
+
+    def cell(variant, key, fmt):
+        s = stats[variant].get(key)
+        return "–" if s is None else f"{s['mean']:{fmt}} ± {s['std']:{fmt}}"
+
+    for variant in stats:
+        runs = [r for r in rows if r["variant"] == variant]
+        lines.append(f"| {variant} ({VARIANTS[variant]}) | {cell(variant, 'val_macro_f1', '.4f')} | "
+                     f"{cell(variant, 'test_macro_f1', '.4f')} | "
+                     + ", ".join(f"{r['val_macro_f1']:.4f} / {r['test_macro_f1']:.4f}" for r in runs)
+                     + f" | {cell(variant, 'pretrain_seconds', '.0f')} | {cell(variant, 'finetune_seconds', '.0f')} | "
+                       f"{cell(variant, 'final_val_perplexity', '.1f')} |")
+    if stats:
+        best = max(stats, key=lambda v: stats[v]["val_macro_f1"]["mean"])
+        lines += ["", f"Best on val: **{best}**."]
+    lines += ["", "## Pretraining corpus (de-duplicated, evaluation texts removed)", "",
+              "| variant | source | rows read | empty | val/test overlap removed | duplicates | kept |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for variant, counts in header["corpus_counts"].items():
+        lines += [f"| {variant} | `{source}` | {c['rows_read']} | {c['empty']} | {c['eval_overlap']} | "
+                  f"{c['duplicates']} | {c['kept']} |" for source, c in counts.items()]
+    return "\n".join(lines) + "\n"
+
+
+def save(out: str, header: dict, rows: list[dict]) -> None:
+    Path(out + ".json").write_text(json.dumps({"header": header, "summary": summary(rows), "rows": rows}, indent=2,
+                                              ensure_ascii=False) + "\n", encoding="utf-8")
+    Path(out + ".md").write_text(render(header, rows), encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[42])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--corpus", action="append", type=parse_corpus, help="PATH=TEXT_COLUMN; replaces pretrain.corpora")
+    ap.add_argument("--out", default=None,
+                    help=f"<out>.json and <out>.md (default {DEFAULT_OUT}; required with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"tiny teacher, 1 epoch, at most {QUICK_TEXTS} texts (smoke run)")
+    args = ap.parse_args()
+    if args.quick and (args.out is None or Path(args.out).resolve() == Path(DEFAULT_OUT).resolve()):
+        ap.error(f"--quick needs --out elsewhere than {DEFAULT_OUT} (a smoke run never replaces the results)")
+    out = args.out or DEFAULT_OUT
+
+    params = load_params(args.params)
+    configure_torch(params["threads"])
+    teacher = dict(params["teacher"], cv_folds=0)
+    pretrain = check_pretrain_params(params.get("pretrain", {}))
+    if args.corpus:
+        pretrain["corpora"] = args.corpus
+    if args.quick:
+        teacher.update(scratch=QUICK_ARCH, epochs=1, patience=0)
+        pretrain.update(epochs=1, max_texts=QUICK_TEXTS)
+    max_length = params["data"]["max_length"]
+    with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as tmp:
+        prepared = quick_prepared(args.prepared, Path(tmp)) if args.quick else args.prepared
+        train, val, test = (load_split(prepared, s) for s in ("train", "val", "test"))
+        ctx = dict(teacher=teacher, pretrain=pretrain, corpora=pretrain["corpora"], prepared=prepared,
+                   max_length=max_length, test_texts=test[0], y_test=test[1], corpus={})
+        for variant in args.variants:  # the corpus does not depend on the seed: built once per variant
+            if corpora_for(variant, ctx) is not None:
+                ctx["corpus"][variant] = pretraining_corpus(train[0], corpora_for(variant, ctx), val[0] + test[0])
+        header = dict(quick=args.quick, seeds=args.seeds, prepared=args.prepared, train_rows=len(train[0]),
+                      val_rows=len(val[0]), test_rows=len(test[0]), threads=params["threads"], machine=machine(),
+                      teacher=teacher, pretrain=pretrain,
+                      corpus_counts={v: counts for v, (_, counts) in ctx["corpus"].items()},
+                      command="python -m bench.bench_pretrain " + " ".join(sys.argv[1:]))
+        rows = []
+        for seed in args.seeds:
+            for variant in args.variants:
+                rows.append(run_one(variant, seed, ctx, Path(tmp)))
+                print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
+                save(out, header, rows)
+    print(render(header, rows))
+
+
+if __name__ == "__main__":
+    main()
