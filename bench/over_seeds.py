@@ -51,10 +51,11 @@ BENCHES = {
 }
 
 
-def run_in(run_dir: Path, name: str, out: Path, reuse: bool = False) -> dict:
+def run_in(run_dir: Path, name: str, out: Path, reuse: bool = False, only: list[str] | None = None) -> dict:
     """The benchmark script, unchanged, with the run directory as its working directory: it reads that run's
     params.yaml (seed, max_length), models/ and data/prepared, as it reads the repo's own by default.
-    `reuse`: take the result this made before for the same run, if it finished after the run did."""
+    `reuse`: take the result this made before for the same run, if it finished after the run did. `only`: the
+    benchmark's own --only (a subset of its rows)."""
     script = ROOT / "bench" / f"bench_{name}.py"
     done = out.with_suffix(".json")
     if reuse and done.exists() and done.stat().st_mtime > (run_dir / "metrics" / "export.json").stat().st_mtime:
@@ -64,8 +65,9 @@ def run_in(run_dir: Path, name: str, out: Path, reuse: bool = False) -> dict:
     print(f"[over_seeds] {name} in {run_dir} ...", file=sys.stderr, flush=True)
     log = out.with_suffix(".log")
     with open(log, "w", encoding="utf-8") as f:
-        code = subprocess.run([sys.executable, str(script), "--out", str(out)], cwd=run_dir, stdout=f,
-                              stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode
+        command = [sys.executable, str(script), "--out", str(out), *(["--only", *only] if only else [])]
+        code = subprocess.run(command, cwd=run_dir, stdout=f, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode
     if code != 0:
         sys.exit(f"over_seeds: bench_{name}.py failed in {run_dir} (exit {code}); see {log}")
     return json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -107,7 +109,8 @@ def markdown(name: str, result: dict) -> str:
              f"{result['seeds']}. Per row: mean ± std (n - 1) over the runs, and the change against "
              f"`{bench.ref}` taken within each run (paired, so the split's own noise cancels). **Outside noise**: "
              "|mean change| > 2 std of the per-run changes and every run agrees on its sign. Choices are made on "
-             "val; test is reported only.", "",
+             "val; test is reported only." + (f" Rows run: {', '.join(result['only'])} (`--only`; the benchmark's "
+                                               "other rows were left out for time)." if result.get("only") else ""), "",
              f"| {bench.label} | runs | val macro-F1 | test macro-F1 | test min–max | val change vs {bench.ref} | "
              f"test change vs {bench.ref} | test change outside noise |", "|---|---:|---|---|---|---|---|---|"]
     for row, s in result["summary"].items():
@@ -134,6 +137,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, nargs="+", default=[SEEDS_WORK / f"seed{s}" for s in (42, 43, 44)],
                     help="finished pipeline runs (default: make seeds' seed42, seed43, seed44)")
     ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json; runs nothing")
+    ap.add_argument("--only", nargs="+", help="passed to the benchmark script: a subset of its rows")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a run's result from an earlier call (e.g. one started while make seeds still ran)")
     args = ap.parse_args()
@@ -146,11 +150,11 @@ def main() -> None:
             if missing:
                 sys.exit(f"over_seeds: no finished pipeline run in {', '.join(missing)}: run `make seeds` first")
             per_run = {r.name: run_in(r.resolve(), name, ROOT / "bench" / "work" / "over_seeds" / name / r.name,
-                              args.reuse)
+                              args.reuse, args.only)
                        for r in args.runs}
             seeds = [load_params(r / "params.yaml")["seed"] for r in args.runs]
             result = {"command": "python -m bench.over_seeds " + " ".join(sys.argv[1:]), "runs": list(per_run),
-                      "seeds": seeds, "summary": summarize(BENCHES[name], per_run), "per_run": per_run}
+                      "seeds": seeds, "only": args.only, "summary": summarize(BENCHES[name], per_run), "per_run": per_run}
             out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
         out.with_suffix(".md").write_text(markdown(name, result), encoding="utf-8")
         print(markdown(name, result))
