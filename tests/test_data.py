@@ -27,6 +27,25 @@ def test_infers_each_task(tmp_path):
         assert meta["num_labels"] == {"binary": 1, "multilabel": 3, "multiclass": 3}[task]
 
 
+def test_a_bom_before_the_first_column_name_is_not_part_of_it(tmp_path):
+    """toxic_multilabel.csv starts with a UTF-8 BOM: its first column must read as `text`, not `\ufefftext`."""
+    frame = synthetic_frame("multilabel", n=60).rename(columns={"comment": "text"})
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False).encode("utf-8"))
+    assert path.read_text(encoding="utf-8").startswith("\ufefftext,")
+    df, meta = load_labelled(path, "text", ["hate", "sexual", "religious"])
+    assert meta["task"] == "multilabel" and meta["rows_read"] == 60 and not df.text.str.contains("\ufeff").any()
+
+
+@pytest.mark.real_data
+def test_toxic_multilabel_reads_by_its_text_column(shared_data):
+    labels = ["vulgar", "hate", "religious", "threat", "troll", "Insult"]
+    assert (shared_data / "toxic_multilabel.csv").read_bytes().startswith(b"\xef\xbb\xbftext,")
+    df, meta = load_labelled(shared_data / "toxic_multilabel.csv", "text", labels)
+    assert meta["task"] == "multilabel" and meta["rows_read"] == len(df) == 16073
+    assert df[labels].sum().tolist() == [2505, 1898, 1418, 1419, 1643, 2719]  # ../shared/data/SOURCES.md
+
+
 def test_dedup_majority_vote_ties_to_positive():
     df = pd.DataFrame({"text": ["a", "a", "a", "b", "b", "c"], "y": [0, 0, 1, 0, 1, 1]})
     out, stats = deduplicate(df, ["y"], "binary")
