@@ -78,6 +78,12 @@ def stats(values: list[float]) -> dict:
             "min": float(min(values)), "max": float(max(values)), "values": [float(v) for v in values]}
 
 
+def outside_noise(changes: list[float]) -> bool:
+    """The per-run (paired) changes agree on their sign and their mean is more than 2 std from zero."""
+    same_sign = all(c > 0 for c in changes) or all(c < 0 for c in changes)
+    return bool(len(changes) > 1 and same_sign and abs(np.mean(changes)) > 2 * np.std(changes, ddof=1))
+
+
 def summarize(bench: Bench, per_run: dict[str, dict]) -> dict:
     """{row: {val, test, test_change, val_change, outside_noise}} over the runs; rows absent from a run
     (refused by the stage, say) are summarised over the runs that have them, and say how many."""
@@ -93,9 +99,8 @@ def summarize(bench: Bench, per_run: dict[str, dict]) -> dict:
             test_change = [r[name][bench.test] - r[bench.ref][bench.test] for r in paired]
             row["test_change"] = stats(test_change)
             row["val_change"] = stats([r[name][bench.val] - r[bench.ref][bench.val] for r in paired])
-            same_sign = all(c > 0 for c in test_change) or all(c < 0 for c in test_change)
-            row["test_change_outside_noise"] = bool(
-                len(test_change) > 1 and same_sign and abs(row["test_change"]["mean"]) > 2 * row["test_change"]["std"])
+            for split in ("val", "test"):
+                row[f"{split}_change_outside_noise"] = outside_noise(row[f"{split}_change"]["values"])
         out[name] = row
     return out
 
@@ -112,7 +117,7 @@ def markdown(name: str, result: dict) -> str:
              "val; test is reported only." + (f" Rows run: {', '.join(result['only'])} (`--only`; the benchmark's "
                                                "other rows were left out for time)." if result.get("only") else ""), "",
              f"| {bench.label} | runs | val macro-F1 | test macro-F1 | test min–max | val change vs {bench.ref} | "
-             f"test change vs {bench.ref} | test change outside noise |", "|---|---:|---|---|---|---|---|---|"]
+             f"test change vs {bench.ref} | outside noise: val / test |", "|---|---:|---|---|---|---|---|---|"]
     for row, s in result["summary"].items():
         v, t = s["val"], s["test"]
         if row == bench.ref:
@@ -120,9 +125,11 @@ def markdown(name: str, result: dict) -> str:
         else:
             vc, tc = s["val_change"], s["test_change"]
             change = [f"{vc['mean']:+.4f} ± {vc['std']:.4f}", f"{tc['mean']:+.4f} ± {tc['std']:.4f}",
-                      "**yes**" if s["test_change_outside_noise"] else "no"]
+                      " / ".join("**yes**" if s[f"{k}_change_outside_noise"] else "no" for k in ("val", "test"))]
         lines.append(f"| {row} | {s['runs']} | {v['mean']:.4f} ± {v['std']:.4f} | {t['mean']:.4f} ± {t['std']:.4f} | "
                      f"{t['min']:.4f}–{t['max']:.4f} | " + " | ".join(change) + " |")
+    if result.get("note"):
+        lines += ["", f"Note: {result['note']}"]
     first = runs[0]
     lines += ["", f"## The first run in full (`{first}`): sizes, and timings from one interleaved measurement", "",
               "Sizes do not depend on the seed. The timings are one measurement on a shared 2-core machine: read "
@@ -138,13 +145,19 @@ def main() -> None:
                     help="finished pipeline runs (default: make seeds' seed42, seed43, seed44)")
     ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json; runs nothing")
     ap.add_argument("--only", nargs="+", help="passed to the benchmark script: a subset of its rows")
+    ap.add_argument("--note", help="a sentence printed under the table and kept in the json (why rows are missing, "
+                                   "say); with --render-only it is added to the existing result")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a run's result from an earlier call (e.g. one started while make seeds still ran)")
     args = ap.parse_args()
     for name in args.benches:
         out = ROOT / "bench" / f"{name}_results"
-        if args.render_only:
+        if args.render_only:  # the summary is recomputed from the per-run results (pure arithmetic)
             result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+            result["summary"] = summarize(BENCHES[name], result["per_run"])
+            if args.note:
+                result["note"] = args.note
+            out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
         else:
             missing = [str(r) for r in args.runs if not (r / "metrics" / "export.json").exists()]
             if missing:
@@ -154,7 +167,7 @@ def main() -> None:
                        for r in args.runs}
             seeds = [load_params(r / "params.yaml")["seed"] for r in args.runs]
             result = {"command": "python -m bench.over_seeds " + " ".join(sys.argv[1:]), "runs": list(per_run),
-                      "seeds": seeds, "only": args.only, "summary": summarize(BENCHES[name], per_run), "per_run": per_run}
+                      "seeds": seeds, "only": args.only, "note": args.note, "summary": summarize(BENCHES[name], per_run), "per_run": per_run}
             out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
         out.with_suffix(".md").write_text(markdown(name, result), encoding="utf-8")
         print(markdown(name, result))

@@ -24,6 +24,8 @@ def test_change_is_paired_within_each_run_and_judged_against_its_own_spread():
     assert s["kd_v2"]["test_change"]["values"] == pytest.approx([0.011, 0.009, 0.010])
     assert s["kd_v2"]["test_change"]["std"] == pytest.approx(0.001)
     assert s["kd_v2"]["test_change_outside_noise"] is True
+    assert s["kd_v2"]["val_change"]["values"] == pytest.approx([0.01, 0.01, 0.01])  # 0 spread, same sign
+    assert s["kd_v2"]["val_change_outside_noise"] is True
     assert "test_change" not in s["no_kd"]  # the reference row
 
 
@@ -62,5 +64,5 @@ def test_markdown_shows_mean_std_and_the_verdict():
     finally:
         BENCHES["distill"] = bench
     row = next(line for line in text.splitlines() if line.startswith("| kd_v2 |"))
-    assert "0.8033 ± 0.0143" in row and "+0.0100 ± 0.0010" in row and "**yes**" in row
+    assert "0.8033 ± 0.0143" in row and "+0.0100 ± 0.0010" in row and row.endswith("| **yes** / **yes** |")
     assert "(first run)" in text
