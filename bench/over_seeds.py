@@ -162,12 +162,12 @@ def main() -> None:
             missing = [str(r) for r in args.runs if not (r / "metrics" / "export.json").exists()]
             if missing:
                 sys.exit(f"over_seeds: no finished pipeline run in {', '.join(missing)}: run `make seeds` first")
-            per_run = {r.name: run_in(r.resolve(), name, ROOT / "bench" / "work" / "over_seeds" / name / r.name,
-                              args.reuse, args.only)
-                       for r in args.runs}
+            work = ROOT / "bench" / "work" / "over_seeds" / name
+            per_run = {r.name: run_in(r.resolve(), name, work / r.name, args.reuse, args.only) for r in args.runs}
             seeds = [load_params(r / "params.yaml")["seed"] for r in args.runs]
             result = {"command": "python -m bench.over_seeds " + " ".join(sys.argv[1:]), "runs": list(per_run),
-                      "seeds": seeds, "only": args.only, "note": args.note, "summary": summarize(BENCHES[name], per_run), "per_run": per_run}
+                      "seeds": seeds, "only": args.only, "note": args.note,
+                      "summary": summarize(BENCHES[name], per_run), "per_run": per_run}
             out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
         out.with_suffix(".md").write_text(markdown(name, result), encoding="utf-8")
         print(markdown(name, result))
