@@ -31,6 +31,7 @@ import numpy as np
 from banglacompress.config import load_params
 from bench import bench_distill, bench_prune, bench_quant
 from bench.run_bench import ROOT
+from bench.run_seeds import stats
 
 SEEDS_WORK = ROOT / "bench" / "work" / "seeds"
 
@@ -71,11 +72,6 @@ def run_in(run_dir: Path, name: str, out: Path, reuse: bool = False, only: list[
     if code != 0:
         sys.exit(f"over_seeds: bench_{name}.py failed in {run_dir} (exit {code}); see {log}")
     return json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-
-
-def stats(values: list[float]) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "min": float(min(values)), "max": float(max(values)), "values": [float(v) for v in values]}
 
 
 def outside_noise(changes: list[float]) -> bool:

@@ -54,16 +54,16 @@ def collect(path: Path, seconds: dict | None = None) -> dict:
             "stage_seconds": seconds, "rows": rows}
 
 
+def stats(values: list[float]) -> dict:
+    """mean, std (n - 1; 0 for one value), min, max and the values: the seed statistics every table quotes."""
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "min": float(min(values)), "max": float(max(values)), "values": values}
+
+
 def spread(runs: list[dict]) -> dict:
-    """{row: {metric: {mean, std, min, max, values}}} over the runs (std with n - 1; 0 for one run)."""
-    out = {}
-    for row in runs[0]["rows"]:
-        out[row] = {}
-        for metric in (*QUALITY, *TIMING):
-            values = [run["rows"][row][metric] for run in runs]
-            out[row][metric] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1
-                                else 0.0, "min": float(min(values)), "max": float(max(values)), "values": values}
-    return out
+    """{row: {metric: stats}} over the runs."""
+    return {row: {metric: stats([run["rows"][row][metric] for run in runs]) for metric in (*QUALITY, *TIMING)}
+            for row in runs[0]["rows"]}
 
 
 def markdown(result: dict) -> str:
