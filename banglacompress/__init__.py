@@ -7,7 +7,7 @@ the import graph has no cycle), so each DVC stage depends on the modules it real
     integrity    SHA256SUMS of every model directory, written on save and checked on load
     scoring      probabilities, thresholds tuned on val, metrics (numpy only)
     pooling      cls / mean / max pooling for the classification head
-    data         read, clean, de-duplicate, split (the prepare stage: prepare_splits), batch
+    data         read, clean, de-duplicate, split or take given splits (the prepare stage: prepare_splits), batch
     models       scratch / hub models, tokenizers, model directories, structured-pruned shapes
     train        the one training loop, inference, thresholds (the train_teacher stage: train_teacher)
     pretrain     masked-LM pretraining on unlabelled in-domain text, never a val / test text (stages/pretrain.py)

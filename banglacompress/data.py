@@ -67,26 +67,41 @@ def infer_task(df: pd.DataFrame, label_columns: list[str], task: str = "auto") -
                     "for a multi-class column set data.task: multiclass")
 
 
-def load_labelled(path, text_column: str, label_columns: list[str], task: str = "auto",
-                  drop_empty: bool = False) -> tuple[pd.DataFrame, dict]:
-    """Read the CSV, validate it and return (frame with `text` + label columns, meta)."""
-    df = read_csv(path)
+def _read_labelled_csv(path, text_column: str, label_columns: list[str], drop_empty: bool,
+                       **read_options) -> tuple[pd.DataFrame, pd.Series, dict]:
+    """The CSV with its columns checked, its cleaned texts, and counts; an empty text is an error unless
+    drop_empty (then _label_frame leaves the row out)."""
+    df = read_csv(path, **read_options)
     require(len(df) > 0, f"{path} has a header but no rows")
     missing = [c for c in [text_column, *label_columns] if c not in df.columns]
     require(not missing, f"{path} has no column(s) {missing}; its columns are {list(df.columns)} "
                          "(set data.text_column / data.label_columns in params.yaml)")
     for column in label_columns:
         empty = df[column].isna().sum()
-        require(empty == 0, f"label column {column!r} is empty in {empty} rows")
+        require(empty == 0, f"label column {column!r} is empty in {empty} rows of {path}")
 
     texts = df[text_column].fillna("").map(clean_text)
     empty_rows = np.flatnonzero(texts.eq("").to_numpy())
     stats = {"rows_read": len(df), "empty_texts_dropped": 0}
     if len(empty_rows):
         require(drop_empty, f"{len(empty_rows)} rows have an empty or NaN text (first at data row "
-                            f"{empty_rows[0] + 1}); remove them or set data.drop_empty: true")
+                            f"{empty_rows[0] + 1} of {path}); remove them or set data.drop_empty: true")
         stats["empty_texts_dropped"] = int(len(empty_rows))
+    return df, texts, stats
 
+
+def load_labelled(path, text_column: str, label_columns: list[str], task: str = "auto",
+                  drop_empty: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Read the CSV, validate it and return (frame with `text` + label columns, meta)."""
+    df, texts, stats = _read_labelled_csv(path, text_column, label_columns, drop_empty)
+    out, meta = _label_frame(df, texts, label_columns, task)
+    return out.reset_index(drop=True), {**meta, **stats}
+
+
+def _label_frame(df: pd.DataFrame, texts: pd.Series, label_columns: list[str], task: str
+                 ) -> tuple[pd.DataFrame, dict]:
+    """(`text` + label columns without the empty-text rows, keeping df's index; meta). The task and the
+    class ids come from all of df's rows together."""
     task = infer_task(df, label_columns, task)
     out = pd.DataFrame({"text": texts})
     if task == "multiclass":
@@ -105,10 +120,30 @@ def load_labelled(path, text_column: str, label_columns: list[str], task: str = 
             out[column] = values
         label_names = list(label_columns)
         target_columns = list(label_columns)
-    out = out[out["text"] != ""].reset_index(drop=True)
     meta = {"task": task, "label_names": label_names, "target_columns": target_columns,
             "num_labels": 1 if task == "binary" else len(label_names)}
-    return out, {**meta, **stats}
+    return out[out["text"] != ""], meta
+
+
+def load_given_splits(cfg: dict) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The files of data.split_files, under the directory data.path, each checked and cleaned as
+    load_labelled does one CSV. The task and the class ids come from the three files together, so a class
+    missing from one split keeps its id. Returns ({split: frame}, meta with rows_read etc. per split)."""
+    root = Path(cfg["path"])
+    require(root.is_dir(), f"data.split_files is set, so data.path must be the directory that holds the split "
+                           f"files (DVC tracks data.path as the prepare stage's input); {root} is "
+                           f"{'a file' if root.exists() else 'not there'}: e.g. data.path: data/raw")
+    hint = "put the file there or fix data.split_files (`make data` fetches data/raw/sentnob_{train,val,test}.csv)"
+    read = {name: _read_labelled_csv(root / cfg["split_files"][name], cfg["text_column"], cfg["label_columns"],
+                                     cfg.get("drop_empty", False), missing_hint=hint) for name in SPLITS}
+    df = pd.concat([read[name][0] for name in SPLITS], ignore_index=True)
+    texts = pd.concat([read[name][1] for name in SPLITS], ignore_index=True)
+    origin = np.repeat(SPLITS, [len(read[name][0]) for name in SPLITS])
+    out, meta = _label_frame(df, texts, cfg["label_columns"], cfg.get("task", "auto"))
+    origin = origin[out.index.to_numpy()]
+    parts = {name: out[origin == name].reset_index(drop=True) for name in SPLITS}
+    stats = {key: {name: read[name][2][key] for name in SPLITS} for key in ("rows_read", "empty_texts_dropped")}
+    return parts, {**meta, **stats}
 
 
 def near_duplicate_key(text: str) -> str:
@@ -139,14 +174,38 @@ def deduplicate(df: pd.DataFrame, target_columns: list[str], task: str,
     return out, stats
 
 
+def _near_keys(texts: pd.Series) -> pd.Series:
+    """near_duplicate_key per text; a text with no letters at all (only emoji, digits) keeps its exact text
+    as key: all emoji-only comments are not one comment."""
+    keys = texts.map(near_duplicate_key)
+    return keys.where(keys != "", texts)
+
+
 def deduplicate_near(df: pd.DataFrame, target_columns: list[str], task: str) -> tuple[pd.DataFrame, dict]:
-    """Exact duplicates, then near-duplicates (near_duplicate_key), both before splitting, so no text
-    is in two splits in either form. A text with no letters at all (only emoji, digits) keeps its exact
-    text as key: all emoji-only comments are not one comment. Returns the rows and both counts."""
+    """Exact duplicates, then near-duplicates (_near_keys), both before splitting, so no text is in two
+    splits in either form. Returns the rows and both counts."""
     df, exact = deduplicate(df, target_columns, task)
-    keys = df["text"].map(near_duplicate_key)
-    df, near = deduplicate(df, target_columns, task, keys.where(keys != "", df["text"]))
+    df, near = deduplicate(df, target_columns, task, _near_keys(df["text"]))
     return df, {**exact, **{f"near_{k}": v for k, v in near.items()}}
+
+
+def remove_cross_split_twins(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Given splits (data.split_files) can share texts. A row whose near-duplicate key is in a later split
+    is dropped: train loses what is in val or test, val what is in test, and test stays whole (it is the
+    benchmark others report on). Returns the splits and the counts: cross_split_<a>_rows_in_<b> (rows of
+    split a whose key is in split b; a train row can be in both val and test) and
+    cross_split_<a>_rows_removed."""
+    keys = {name: _near_keys(part["text"]) for name, part in splits.items()}
+    out, counts = dict(splits), {}
+    for i, name in enumerate(SPLITS[:-1]):
+        leaked = np.zeros(len(splits[name]), dtype=bool)
+        for later in SPLITS[i + 1:]:
+            in_later = keys[name].isin(set(keys[later])).to_numpy()
+            counts[f"cross_split_{name}_rows_in_{later}"] = int(in_later.sum())
+            leaked |= in_later
+        counts[f"cross_split_{name}_rows_removed"] = int(leaked.sum())
+        out[name] = splits[name][~leaked].reset_index(drop=True)
+    return out, counts
 
 
 # --------------------------------------------------------------------------- splitting
@@ -214,12 +273,33 @@ def split_metrics(splits: dict[str, pd.DataFrame], meta: dict) -> dict:
     return out
 
 
+# params.yaml's values of the options that only a split made here uses: with data.split_files set,
+# another value is an error (an option that does not apply is never silently ignored).
+RANDOM_SPLIT_DEFAULTS = {"val_size": 0.1, "test_size": 0.1, "fraction": 1.0, "split_seed": None}
+
+
 def check_data_params(cfg: dict) -> None:
     """Reject bad `data:` params before any work."""
     require(cfg.get("task", "auto") in ("auto", *TASKS),
             f"data.task={cfg.get('task')!r} is not one of auto, {', '.join(TASKS)}")
     require(isinstance(cfg["label_columns"], list) and cfg["label_columns"],
             "data.label_columns must be a non-empty list of column names")
+    given = cfg.get("split_files")
+    if given is not None:
+        require(isinstance(given, dict) and sorted(given) == sorted(SPLITS)
+                and all(isinstance(v, str) and v for v in given.values()),
+                f"data.split_files={given!r} must be null or {{train: FILE, val: FILE, test: FILE}} "
+                "(paths inside the directory data.path)")
+        for name, file in given.items():
+            require(not Path(file).is_absolute() and ".." not in Path(file).parts,
+                    f"data.split_files.{name}={file!r} must be a path inside the directory data.path "
+                    "(so that DVC, which tracks data.path, sees it change)")
+        require(len(set(given.values())) == len(SPLITS), f"data.split_files={given!r} names a file twice")
+        for key, default in RANDOM_SPLIT_DEFAULTS.items():
+            value = cfg.get(key, default)
+            require(value == default, f"data.{key}={value!r} does not apply when data.split_files gives the "
+                                      f"splits; set it back to {'null' if default is None else default}")
+        return
     check_range("data.val_size", cfg["val_size"], 0.01, 0.5)
     check_range("data.test_size", cfg["test_size"], 0.01, 0.5)
     check_range("data.fraction", cfg.get("fraction", 1.0), 0.001, 1.0)
@@ -230,6 +310,8 @@ def check_data_params(cfg: dict) -> None:
 DEDUP_RULE = ("exact text after NFC + whitespace clean-up, then near-duplicates (same letters and combining marks, "
               "case-folded: punctuation, spaces, digits and emoji ignored); majority vote, ties to positive "
               "(multi-class: lowest class id)")
+CROSS_SPLIT_RULE = ("given splits: the de-duplication within each split, then a row whose near-duplicate key is in "
+                    "a later split is removed (train: in val or test; val: in test); test is never changed")
 
 
 def prepare_splits(cfg: dict, seed: int, out_dir: str | Path) -> dict:
@@ -237,8 +319,11 @@ def prepare_splits(cfg: dict, seed: int, out_dir: str | Path) -> dict:
     write {train,val,test}.csv + meta.json to out_dir (atomically: the caller passes a temporary dir).
     The rows and the split follow data.split_seed, or `seed` when it is null (so the seed-noise benchmark
     can hold the split fixed while the seed changes initialisation and batch order).
+    With data.split_files the splits are given instead (_prepare_given_splits).
     Returns the data metrics (task, de-duplication counts, rows and positives per split)."""
     check_data_params(cfg)
+    if cfg.get("split_files") is not None:
+        return _prepare_given_splits(cfg, out_dir)
     seed = seed if cfg.get("split_seed") is None else cfg["split_seed"]
     df, meta = load_labelled(cfg["path"], cfg["text_column"], cfg["label_columns"], cfg.get("task", "auto"),
                              cfg.get("drop_empty", False))
@@ -248,12 +333,42 @@ def prepare_splits(cfg: dict, seed: int, out_dir: str | Path) -> dict:
     splits = split(df, meta, cfg["val_size"], cfg["test_size"], seed)
     meta.update(dedup, text_column=cfg["text_column"], label_columns=cfg["label_columns"],
                 rows={k: len(v) for k, v in splits.items()}, dedup_rule=DEDUP_RULE)
+    _write_prepared(out_dir, splits, meta)
+    return {"task": meta["task"], **dedup,
+            "splits": split_metrics(splits, meta)}
+
+
+def _write_prepared(out_dir: str | Path, splits: dict[str, pd.DataFrame], meta: dict) -> None:
     out_dir = Path(out_dir)
     for name, part in splits.items():
         part.to_csv(out_dir / f"{name}.csv", index=False, encoding="utf-8")
     write_json(out_dir / "meta.json", meta)
-    return {"task": meta["task"], **dedup,
-            "splits": split_metrics(splits, meta)}
+
+
+def _prepare_given_splits(cfg: dict, out_dir: str | Path) -> dict:
+    """prepare_splits for data.split_files: the same cleaning, task and class ids (from the three files
+    together) and de-duplication rule within each split, then remove_cross_split_twins. Nothing is sampled
+    or re-split. The de-duplication counts are summed over the splits (per split under `splits`)."""
+    parts, meta = load_given_splits(cfg)
+    per_split = {}
+    for name in SPLITS:
+        parts[name], per_split[name] = deduplicate_near(parts[name], meta["target_columns"], meta["task"])
+    dedup = {key: sum(counts[key] for counts in per_split.values()) for key in per_split["train"]}
+    parts, cross = remove_cross_split_twins(parts)
+    for name, part in parts.items():
+        require(len(part) > 0, f"the {name} split is empty after de-duplication and leakage removal "
+                               f"(data.split_files.{name}={cfg['split_files'][name]!r})")
+    meta.update(dedup, **cross, text_column=cfg["text_column"], label_columns=cfg["label_columns"],
+                split_files=cfg["split_files"], rows={k: len(v) for k, v in parts.items()}, dedup_rule=DEDUP_RULE,
+                cross_split_rule=CROSS_SPLIT_RULE)
+    _write_prepared(out_dir, parts, meta)
+    splits = split_metrics(parts, meta)
+    # Every row read is accounted for: rows_read = rows + empty_texts_dropped + duplicate_rows_removed
+    # + near_duplicate_rows_removed (+ cross_split_<split>_rows_removed for train and val).
+    for name in SPLITS:
+        splits[name].update(rows_read=meta["rows_read"][name], empty_texts_dropped=meta["empty_texts_dropped"][name],
+                            **per_split[name])
+    return {"task": meta["task"], "split_files": cfg["split_files"], **dedup, **cross, "splits": splits}
 
 
 # --------------------------------------------------------------------------- loading prepared splits

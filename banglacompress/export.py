@@ -64,8 +64,14 @@ def model_card(info: dict, record: dict | None, summary: dict | None, data: dict
                      "(the same letters and vowel signs, ignoring punctuation, spaces, digits and emoji): "
                      f"{data.get('duplicate_rows_removed', 0)} and {data.get('near_duplicate_rows_removed', 0)} rows "
                      "removed")
-        lines.append("- stratified train / val / test: " +
-                     ", ".join(f"{k} {v.get('rows')} rows" for k, v in splits.items()))
+        if data.get("split_files"):  # data.split_files: the dataset's own splits
+            lines.append("- given train / val / test files, a row with a near-duplicate in a later split removed "
+                         f"from train ({data.get('cross_split_train_rows_removed')} rows) and val "
+                         f"({data.get('cross_split_val_rows_removed')}); test kept whole: " +
+                         ", ".join(f"{k} {v.get('rows')} rows" for k, v in splits.items()))
+        else:
+            lines.append("- stratified train / val / test: " +
+                         ", ".join(f"{k} {v.get('rows')} rows" for k, v in splits.items()))
     lines.append("")
     stages = (summary or {}).get("stages", {})
     if stages:

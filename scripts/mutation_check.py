@@ -56,6 +56,16 @@ MUTATIONS = [
      '    return "".join(ch for ch in text.casefold() if unicodedata.category(ch)[0] in "LM")', "    return text",
      ["tests/test_data.py::test_prepare_counts_near_duplicates_and_no_test_text_has_a_train_twin",
       "tests/test_data.py::test_near_duplicates_share_a_key_and_are_removed_before_splitting"]),
+    ("given splits: train rows with a near-twin in test kept (each split checked against the next one only)",
+     "banglacompress/data.py", "        for later in SPLITS[i + 1:]:\n", "        for later in SPLITS[i + 1:i + 2]:\n",
+     ["tests/test_given_splits.py::test_cross_split_twins_are_removed_from_the_earlier_split_and_counted"]),
+    ("given splits: cross-split twins counted but not removed",
+     "banglacompress/data.py", "out[name] = splits[name][~leaked].reset_index(drop=True)",
+     "out[name] = splits[name].reset_index(drop=True)",
+     ["tests/test_given_splits.py::test_cross_split_twins_are_removed_from_the_earlier_split_and_counted"]),
+    ("make data: a download or copy renamed into place without its sha256 checked",
+     "scripts/fetch_data.py", "        if digest.hexdigest() != expected:\n", "        if False:\n",
+     ["tests/test_fetch_data.py::test_nothing_wrong_is_left_under_the_real_name"]),
 ]
 SLOW = [
     ("training that never updates the weights: every stage scores like chance",

@@ -13,8 +13,9 @@ def main():
     params = load_params()
     summary = read_json("metrics/summary.json")
     data = read_json("metrics/data.json") if Path("metrics/data.json").exists() else None
+    given = (data or {}).get("split_files")  # given splits: data.path is their directory, not the dataset
     result = write_final("models/quantized", "models/final", summary=summary, data=data,
-                         dataset=Path(params["data"]["path"]).name)
+                         dataset=", ".join(given.values()) if given else Path(params["data"]["path"]).name)
     # models/quantized is the last model the pipeline variant made (a left-out stage passes its input on).
     rows = summary.get("stages", {})
     final = rows.get(summary.get("final", "quantized"), {})
