@@ -1,6 +1,7 @@
 """Self-supervised pretraining of the teacher's encoder (masked-language modelling with whole-word
 masking) on in-domain unlabelled Bangla text: the train split plus extra corpora, never a val or test
-text. The saved directory is what `teacher.model` points at, and `models.load_pretrained` puts a fresh
+text. Two stages: pretrain_corpus builds the de-duplicated text file (seconds), pretrain trains on it;
+train_teacher then starts from the saved directory, and `models.load_pretrained` puts a fresh
 classification head on it (docs/pretrain.md)."""
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .models import SCRATCH_FAMILIES, check_arch, save_tokenizer, train_tokenize
 from .train import SCHEDULERS, is_main_process, open_live, progress, report_launch, seed_everything
 
 # The pretrain params group; a missing key takes this default, an unknown key is an error.
-DEFAULTS = {"enabled": False, "model": "scratch", "corpora": [], "val_fraction": 0.02, "epochs": 3, "batch_size": 64,
+DEFAULTS = {"enabled": "auto", "corpora": [], "val_fraction": 0.02, "epochs": 3, "batch_size": 64,
             "lr": 5e-4, "warmup_ratio": 0.06, "weight_decay": 0.01, "mask_prob": 0.15, "whole_word": True,
             "max_texts": None}
 CORPUS_KEYS = ("path", "text_column")
@@ -31,6 +32,8 @@ GRAD_CLIP = 1.0
 MISSING_CORPUS = ("it is listed in pretrain.corpora: `make data` puts the shared corpora under data/raw/, or remove "
                   "it from the list")
 SKIPPED_FILE = "SKIPPED.json"
+CORPUS_FILE = "data/pretrain_corpus.txt"   # the pretrain_corpus stage's output: one cleaned text per line
+PRETRAINED_DIR = "models/pretrained"       # the pretrain stage's output, where train_teacher starts from
 
 
 # --------------------------------------------------------------------------- params
@@ -46,10 +49,10 @@ def check_pretrain_params(cfg: dict) -> dict:
     require(not unknown, f"pretrain.{unknown[0] if unknown else ''} is not a pretrain option; the options are: "
                          f"{', '.join(DEFAULTS)}")
     cfg = {**DEFAULTS, **cfg}
-    for key in ("enabled", "whole_word"):
-        require(isinstance(cfg[key], bool), f"pretrain.{key}={cfg[key]!r} must be true or false")
-    require(isinstance(cfg["model"], str) and cfg["model"].strip(),
-            f"pretrain.model={cfg['model']!r} must be scratch, a hub id or a local directory")
+    require(isinstance(cfg["enabled"], bool) or cfg["enabled"] == "auto",
+            f"pretrain.enabled={cfg['enabled']!r} must be auto (pretrain a scratch teacher, not a hub one), true "
+            "or false")
+    require(isinstance(cfg["whole_word"], bool), f"pretrain.whole_word={cfg['whole_word']!r} must be true or false")
     require(isinstance(cfg["corpora"], list), "pretrain.corpora must be a list of {path, text_column} entries")
     for i, entry in enumerate(cfg["corpora"]):
         require(isinstance(entry, dict) and sorted(entry) == sorted(CORPUS_KEYS)
@@ -65,6 +68,26 @@ def check_pretrain_params(cfg: dict) -> dict:
     if cfg["max_texts"] is not None:
         _check_int("pretrain.max_texts", cfg["max_texts"], 10, 10**9)
     return cfg
+
+
+def pretraining_applies(cfg: dict, teacher_cfg: dict) -> bool:
+    """pretrain.enabled: true / false, or auto: pretrain a scratch teacher (it has never seen Bangla beyond
+    the train split), not a hub teacher (already pretrained; `true` adapts it to the domain)."""
+    enabled = check_pretrain_params(cfg)["enabled"]
+    return teacher_cfg.get("model", "scratch") == "scratch" if enabled == "auto" else enabled
+
+
+def teacher_start(params: dict) -> dict:
+    """The teacher params train_teacher trains with: teacher.model replaced by the pretrain stage's output
+    when pretraining applies (its encoder and tokenizer), else the teacher group unchanged."""
+    teacher = params["teacher"]
+    if not pretraining_applies(params.get("pretrain", {}), teacher):
+        return teacher
+    require((Path(PRETRAINED_DIR) / "config.json").exists(),
+            f"pretraining applies (pretrain.enabled: {params['pretrain'].get('enabled', 'auto')}, teacher.model: "
+            f"{teacher.get('model', 'scratch')}), but {PRETRAINED_DIR} holds no pretrained model: run "
+            "`dvc repro pretrain` first, or set pretrain.enabled=false")
+    return {**teacher, "model": PRETRAINED_DIR}
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -107,6 +130,20 @@ def pretraining_corpus(train_texts: list[str], corpora: list[dict], exclude_text
         counts[name] = {k: counts.get(name, {}).get(k, 0) + v for k, v in row.items()}
     counts["total"] = {k: sum(c[k] for c in counts.values()) for k in row}
     return texts, counts
+
+
+def write_corpus(texts: list[str], path: str | Path = CORPUS_FILE) -> None:
+    """One text per line, UTF-8 (clean_text collapsed every whitespace run, so no text holds a newline)."""
+    require(not any("\n" in t for t in texts), "a pretraining text holds a newline; texts must be clean_text'ed")
+    with atomic_output(path, is_dir=False) as tmp:
+        tmp.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+
+
+def read_corpus(path: str | Path = CORPUS_FILE) -> list[str]:
+    path = Path(path)
+    require(path.exists(), f"{path} not found: the pretrain_corpus stage writes it (dvc repro pretrain_corpus)")
+    text = path.read_text(encoding="utf-8")
+    return text.split("\n")[:-1] if text else []
 
 
 def corpus_summary(counts: dict) -> str:
@@ -199,13 +236,15 @@ def load_mlm(source: str, max_length: int):
     return model, tokenizer
 
 
-def build_mlm(cfg: dict, teacher_cfg: dict | None, texts: list[str], max_length: int):
-    """(model, tokenizer, how the tokenizer was made) for pretrain.model (scratch or a hub id / directory)."""
-    if cfg["model"] != "scratch":
-        model, tokenizer = load_mlm(cfg["model"], max_length)
-        return model, tokenizer, f"from {cfg['model']}"
-    require(teacher_cfg is not None and isinstance(teacher_cfg.get("scratch"), dict),
-            "pretrain.model: scratch pretrains the teacher.scratch architecture, but no teacher params were given")
+def build_mlm(teacher_cfg: dict, texts: list[str], max_length: int):
+    """(model, tokenizer, how the tokenizer was made) for teacher.model: scratch (teacher.scratch, with a
+    tokenizer trained on `texts`), or a hub id / directory (domain-adaptive, its own tokenizer)."""
+    source = teacher_cfg.get("model", "scratch")
+    if source != "scratch":
+        model, tokenizer = load_mlm(source, max_length)
+        return model, tokenizer, f"from {source}"
+    require(isinstance(teacher_cfg.get("scratch"), dict),
+            "teacher.model: scratch pretrains the teacher.scratch architecture, but teacher.scratch is missing")
     arch = teacher_cfg["scratch"]
     check_arch("teacher", arch)
     tokenizer = train_tokenizer(texts, arch["vocab_size"], max_length)
@@ -235,14 +274,39 @@ def _random_ids(tokenizer, model) -> torch.Tensor:
     return torch.tensor([i for i in range(size) if i not in special])
 
 
+# The masked-LM prediction head of each scratch family, applied to hidden states: computing the vocabulary
+# logits only at the ~15% chosen tokens, not at every token, is the same loss for about a third less time
+# (the 8000-way output layer costs about as much per token as two of the teacher's blocks).
+MASKED_HEADS = {
+    "bert": lambda m, h: m.cls(h),
+    "electra": lambda m, h: m.generator_lm_head(m.generator_predictions(h)),
+    "distilbert": lambda m, h: m.vocab_projector(m.vocab_layer_norm(m.activation(m.vocab_transform(h)))),
+    "xlm-roberta": lambda m, h: m.lm_head(h),
+    "roberta": lambda m, h: m.lm_head(h),
+}
+
+
+def mlm_loss(model, inputs: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the chosen tokens (labels != -100). For a model type in MASKED_HEADS the
+    vocabulary logits are computed at the chosen tokens only; any other masked LM (a hub model), and a model
+    wrapped for data-parallel training (its gradients are synchronised in the wrapper's forward), runs whole."""
+    head = MASKED_HEADS.get(getattr(getattr(model, "config", None), "model_type", None))
+    if head is None:
+        return model(input_ids=inputs, attention_mask=attention_mask, labels=labels).loss
+    hidden = model.base_model(input_ids=inputs, attention_mask=attention_mask)[0]
+    chosen = labels != -100
+    logits = head(model, hidden[chosen])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
+
+
 def _mlm_step(model, batch: dict, generator: torch.Generator, masking: dict, device) -> tuple[torch.Tensor, int]:
     """(mean loss over chosen tokens, number of chosen tokens) of one batch, masked on the CPU."""
     starts = batch["word_starts"] if masking["whole_word"] else batch["maskable"]
     inputs, labels = mask_words(batch["input_ids"], starts, batch["maskable"], generator, mask_id=masking["mask_id"],
                                 random_ids=masking["random_ids"], mask_prob=masking["mask_prob"])
-    out = model(input_ids=inputs.to(device), attention_mask=batch["attention_mask"].to(device),
-                labels=labels.to(device))
-    return out.loss, int((labels != -100).sum())
+    loss = mlm_loss(model, inputs.to(device), batch["attention_mask"].to(device),
+                    labels.to(device))
+    return loss, int((labels != -100).sum())
 
 
 @torch.no_grad()
@@ -258,10 +322,10 @@ def validation_perplexity(model, loader, masking: dict, seed: int, device) -> fl
     return math.exp(total / max(count, 1))
 
 
-def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int, max_length: int,
-                 live_dir: str | Path | None = None, teacher_cfg: dict | None = None) -> dict | None:
+def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int, max_length: int, teacher_cfg: dict,
+                 live_dir: str | Path | None = None) -> dict | None:
     """Masked-LM pretraining on `texts` (pretraining_corpus's output): hold out pretrain.val_fraction of
-    them for validation perplexity, build the model (pretrain.model: scratch = teacher.scratch with a
+    them for validation perplexity, build the model (teacher.model: scratch = teacher.scratch with a
     tokenizer trained on the held-in texts; else a hub id / directory with its own tokenizer), train with
     AdamW and linear warm-up / decay, and save the last epoch's model + tokenizer + SHA256SUMS to out_dir.
     Returns the metrics (no timings: they go to stderr, so the metrics file is byte-reproducible), or None
@@ -269,7 +333,7 @@ def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int,
     cfg = check_pretrain_params(cfg)
     train_texts, val_texts = hold_out(texts, cfg["val_fraction"], seed, cfg["max_texts"])
     seed_everything(seed)
-    model, tokenizer, tokenizer_source = build_mlm(cfg, teacher_cfg, train_texts, max_length)
+    model, tokenizer, tokenizer_source = build_mlm(teacher_cfg, train_texts, max_length)
     masking = {"whole_word": cfg["whole_word"], "mask_prob": cfg["mask_prob"], "mask_id": tokenizer.mask_token_id,
                "random_ids": _random_ids(tokenizer, model)}
     train_set, val_set = MaskedTexts(tokenizer, train_texts, max_length), MaskedTexts(tokenizer, val_texts, max_length)
@@ -317,18 +381,17 @@ def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int,
         save_tokenizer(tokenizer, out)
         write_checksums(out)
     best = min(history, key=lambda r: r["val_perplexity"])
-    return {"model": cfg["model"], "tokenizer": tokenizer_source, "vocab_size": len(tokenizer),
+    return {"model": teacher_cfg.get("model", "scratch"), "tokenizer": tokenizer_source, "vocab_size": len(tokenizer),
             "texts_train": len(train_texts), "texts_val": len(val_texts), "epochs": cfg["epochs"],
             "tokens_seen": tokens_seen, "final_val_perplexity": history[-1]["val_perplexity"],
             "best_val_perplexity": best["val_perplexity"], "best_epoch": best["epoch"], "history": history}
 
 
-def write_skipped(out_dir: str | Path, live_dir: str | Path) -> dict:
-    """pretrain.enabled false: a note in place of the model and the plots (DVC outputs must exist, and git
-    keeps no empty directory), and the record the stage writes as its metrics. Nothing reads the note:
-    train_teacher uses models/pretrained only when pretrain.enabled is true (docs/pretrain.md)."""
-    record = {"skipped": True, "reason": "pretrain.enabled is false: no pretraining; the teacher starts from "
-                                         "teacher.model"}
+def write_skipped(out_dir: str | Path, live_dir: str | Path, reason: str) -> dict:
+    """No pretraining: a note in place of the model and the plots (DVC outputs must exist, and git keeps no
+    empty directory), and the record the stage writes as its metrics. Nothing reads the note:
+    train_teacher uses models/pretrained only when pretraining applies (teacher_start)."""
+    record = {"skipped": True, "reason": reason}
     for path in (out_dir, live_dir):
         with atomic_output(path) as tmp:
             (tmp / SKIPPED_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

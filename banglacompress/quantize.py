@@ -297,6 +297,11 @@ def _int4_shell(module):
     else:
         shell = Linear4bit(module.in_features, module.out_features, bias=module.bias is not None,
                            compute_dtype=torch.float32, compress_statistics=nested, quant_type="nf4")
+        # bitsandbytes repacks the weight for its AVX-512-BF16 kernel on such CPUs; that repacking needs
+        # out_features divisible by its block (a pruned 48-wide projection failed with "N must be divisible
+        # by block_n"), and it would make the same file compute differently on another CPU. The dequantize
+        # path runs everywhere.
+        shell.support_avx512bf16_for_cpu = False
     shell.weight.compress_statistics = nested
     return shell
 

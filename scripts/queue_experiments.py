@@ -33,11 +33,11 @@ EXPERIMENTS = {
     "prune_v2": {"pipeline": "kd_prune", "prune.method": "magnitude", "prune.sparsity": 0.5,
                  "prune.fine_tune_epochs": 5},
     "prune_v3": {"pipeline": "kd_prune", "prune.method": "wanda", "prune.sparsity": 0.5, "prune.fine_tune_epochs": 5},
-    # The whole pipeline, one quantization method each (embedding_bits is an onnx_int8 option: unset it).
-    "quant_v1": {"pipeline": "kd_prune_quant", "quantize.method": "dynamic", "quantize.embedding_bits": None},
-    "quant_v2": {"pipeline": "kd_prune_quant", "quantize.method": "static", "quantize.embedding_bits": None},
-    "quant_v3": {"pipeline": "kd_prune_quant", "quantize.method": "int4", "quantize.embedding_bits": None},
-    "quant_v4": {"pipeline": "kd_prune_quant", "quantize.method": "fp16", "quantize.embedding_bits": None},
+    # The whole pipeline, one quantization method each.
+    "quant_v1": {"pipeline": "kd_prune_quant", "quantize.method": "dynamic"},
+    "quant_v2": {"pipeline": "kd_prune_quant", "quantize.method": "static"},
+    "quant_v3": {"pipeline": "kd_prune_quant", "quantize.method": "int4"},
+    "quant_v4": {"pipeline": "kd_prune_quant", "quantize.method": "fp16"},
 }
 
 NEXT_STEPS = """\

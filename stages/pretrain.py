@@ -1,9 +1,9 @@
-"""pretrain: masked-LM pretraining of the teacher's encoder on the train split + pretrain.corpora, never on a
-val or test text; models/pretrained is what teacher.model points at when pretrain.enabled is true."""
+"""pretrain: masked-LM pretraining of the teacher's encoder on data/pretrain_corpus.txt (the train split plus
+pretrain.corpora, never a val or test text). train_teacher starts from models/pretrained when pretraining
+applies (pretrain.enabled: auto = a scratch teacher); otherwise this writes notes and exits."""
 from banglacompress.config import load_params, log_config, stage_main, write_json
-from banglacompress.data import load_split
-from banglacompress.pretrain import (check_pretrain_params, corpus_summary, pretrain_mlm, pretraining_corpus,
-                                     write_skipped)
+from banglacompress.pretrain import (CORPUS_FILE, PRETRAINED_DIR, check_pretrain_params, pretrain_mlm,
+                                     pretraining_applies, read_corpus, write_skipped)
 from banglacompress.train import configure_torch
 
 
@@ -12,19 +12,18 @@ def main():
     params = load_params()
     cfg = check_pretrain_params(params.get("pretrain", {}))
     log_config("pretrain", cfg)
-    if not cfg["enabled"]:  # not an error: the outputs are notes, and train_teacher does not read them
-        write_json("metrics/pretrain.json", write_skipped("models/pretrained", "plots/pretrain"))
-        print("[pretrain] skipped: pretrain.enabled is false", flush=True)
+    if not pretraining_applies(cfg, params["teacher"]):  # not an error: the outputs are notes
+        reason = (f"pretrain.enabled is {cfg['enabled']} and teacher.model is {params['teacher']['model']}: "
+                  "no pretraining; the teacher starts from teacher.model")
+        write_json("metrics/pretrain.json", write_skipped(PRETRAINED_DIR, "plots/pretrain", reason))
+        print(f"[pretrain] skipped: {reason}", flush=True)
         return
     configure_torch(params["threads"])
-    train, val, test = (load_split("data/prepared", s)[0] for s in ("train", "val", "test"))
-    texts, counts = pretraining_corpus(train, cfg["corpora"], exclude_texts=val + test)
-    print(f"[pretrain] corpus: {corpus_summary(counts)}", flush=True)
-    metrics = pretrain_mlm(cfg, texts=texts, out_dir="models/pretrained", seed=params["seed"],
-                           max_length=params["data"]["max_length"], live_dir="plots/pretrain",
-                           teacher_cfg=params["teacher"])
+    metrics = pretrain_mlm(cfg, texts=read_corpus(CORPUS_FILE), out_dir=PRETRAINED_DIR, seed=params["seed"],
+                           max_length=params["data"]["max_length"], teacher_cfg=params["teacher"],
+                           live_dir="plots/pretrain")
     if metrics is not None:  # None: a non-zero data-parallel rank, which writes nothing
-        write_json("metrics/pretrain.json", {"corpus": counts, **metrics})
+        write_json("metrics/pretrain.json", metrics)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,11 @@ def shared_data():
     return SHARED_DATA
 
 
+# Every dvc.yaml stage, in order
+STAGES = ["prepare", "pretrain_corpus", "pretrain", "train_teacher", "distill", "prune", "quantize", "evaluate",
+          "export"]
+
+
 def tiny_params(data_path, **data_overrides) -> dict:
     """params.yaml with the repo's structure but models small enough to train in seconds."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -67,6 +72,9 @@ def tiny_params(data_path, **data_overrides) -> dict:
     params["student"].update(scratch=dict(TINY_ARCH))
     params["distill"].update(epochs=3, lr=0.003, patience=0, min_teacher_margin=0.0)
     params["prune"].update(fine_tune_epochs=1, lr=0.001)
+    # No pretraining unless a test asks (the DVC smoke and remote tests, test_pretrain): most tests run
+    # train_teacher as a script on its own. When on: one epoch on the train split alone.
+    params["pretrain"].update(enabled=False, corpora=[], epochs=1, batch_size=16)
     params["threads"] = 1  # tiny models: a second thread only waits for the first
     params["evaluate"].update(latency_samples=20)
     return params
@@ -84,8 +92,10 @@ def venv_env() -> dict:
 
 
 def copy_project(dest: Path) -> Path:
-    """Copy the project's code, dvc.yaml and params into `dest` (no data, models or metrics)."""
+    """Copy the project's code, dvc.yaml and params into `dest` (no data, models or metrics; an empty
+    data/raw, which pretrain_corpus depends on and `make data` fills)."""
     dest.mkdir()
+    (dest / "data" / "raw").mkdir(parents=True)
     for item in ("stages", "banglacompress", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
         src = ROOT / item
         if src.is_dir():

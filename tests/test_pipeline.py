@@ -8,9 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from conftest import synthetic_frame, tiny_params, venv_env, write_params
+from conftest import STAGES, synthetic_frame, tiny_params, venv_env, write_params
 
-STAGES = ["prepare", "train_teacher", "distill", "prune", "quantize", "evaluate", "export"]
 ROWS = {"teacher", "teacher_onnx_fp32", "teacher_onnx_int8", "student", "pruned", "quantized"}
 
 
@@ -25,7 +24,12 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
     # (real data is exercised by the marked real-data tests and the benchmarks).
     data, overrides = tmp_path / "synthetic.csv", {}
     synthetic_frame("binary", n=1200).to_csv(data, index=False)
-    write_params(repo, tiny_params(data, **overrides))
+    params = tiny_params(data, **overrides)
+    params["pretrain"]["enabled"] = "auto"  # as shipped: the scratch teacher starts from models/pretrained
+    # Fine-tuning a pretrained encoder wants a lower lr (as the default teacher.lr): at tiny_params' 0.003
+    # over 3 epochs this tiny pretrained teacher stayed at the majority class; 0.001 over 4 learns it.
+    params["teacher"].update(lr=0.001, epochs=4)
+    write_params(repo, params)
     _run(["git", "init", "-q"], repo)
     _run(["dvc", "init", "-q"], repo)
     _run(["git", "add", "-A"], repo)
@@ -68,9 +72,25 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
     for model in ("teacher", "student", "pruned", "final"):  # the student inherits the teacher's pooling
         assert json.loads((repo / "models" / model / "config.json").read_text())["pooling"] == pooling, model
     assert f"- pooling: `{pooling}`" in card
+    # The teacher was fine-tuned from the pretrained encoder: its tokenizer is the pretraining one, and
+    # the pretraining really ran (one epoch on the train split, no evaluation text).
+    pretrained = json.loads((repo / "metrics" / "pretrain.json").read_text())
+    assert "skipped" not in pretrained and pretrained["epochs"] == 1, pretrained
+    assert (repo / "models" / "teacher" / "tokenizer.json").read_bytes() == \
+        (repo / "models" / "pretrained" / "tokenizer.json").read_bytes()
+    assert json.loads((repo / "metrics" / "pretrain_corpus.json").read_text())["total"]["eval_overlap"] == 0
 
     again = _run(["dvc", "repro"], repo)
     assert "Running stage" not in again
+
+    # A fine-tuning param reruns train_teacher and what follows, never the pretraining.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["teacher"]["lr"] = 0.002
+    write_params(repo, params)
+    assert set(json.loads(_run(["dvc", "status", "--json"], repo))) == {"train_teacher"}
+    params["teacher"]["lr"] = 0.001
+    write_params(repo, params)
+    assert "Running stage" not in _run(["dvc", "repro"], repo)
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["distill"]["alpha"] = 0.5

@@ -16,8 +16,9 @@ from banglacompress.config import UserError, load_params
 from banglacompress.data import clean_text, near_duplicate_key, prepare_splits
 from banglacompress.integrity import verify_checksums
 from banglacompress.models import SCRATCH_FAMILIES, build_model, load_pretrained, save_tokenizer, train_tokenizer
-from banglacompress.pretrain import (MaskedTexts, check_pretrain_params, mask_words, pretrain_mlm, pretraining_corpus,
-                                     word_starts)
+from banglacompress.pretrain import (MASKED_HEADS, MaskedTexts, PRETRAINED_DIR, check_pretrain_params, mask_words,
+                                     mlm_loss, pretrain_mlm, pretraining_applies, pretraining_corpus, read_corpus,
+                                     scratch_mlm, teacher_start, word_starts, write_corpus)
 from banglacompress.train import train_teacher
 from conftest import NEUTRAL, ROOT, TINY_ARCH, copy_project, synthetic_frame, tiny_params, venv_env, write_params
 
@@ -81,7 +82,10 @@ def test_missing_corpus_or_column_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"epoch": 3}, "pretrain.epoch is not a pretrain option; the options are: enabled, model, corpora"),
+    ({"epoch": 3}, "pretrain.epoch is not a pretrain option; the options are: enabled, corpora"),
+    ({"model": "scratch"}, "pretrain.model is not a pretrain option"),  # teacher.model says what is pretrained
+    ({"enabled": "yes"}, r"pretrain.enabled='yes' must be auto \(pretrain a scratch teacher, not a hub one\), true"),
+    ({"enabled": 1}, r"pretrain.enabled=1 must be auto"),
     ({"mask_prob": 0.0}, r"pretrain.mask_prob=0.0 is out of range"),
     ({"epochs": 2.5}, r"pretrain.epochs=2.5 is out of range; it must be a whole number"),
     ({"val_fraction": 0.9}, r"pretrain.val_fraction=0.9 is out of range"),
@@ -93,6 +97,49 @@ def test_bad_params_are_one_line_errors(change, message):
     with pytest.raises(UserError, match=message) as err:
         check_pretrain_params({**load_params(ROOT / "params.yaml")["pretrain"], **change})
     assert "\n" not in str(err.value)
+
+
+def test_auto_pretrains_a_scratch_teacher_and_not_a_hub_one(tmp_path, monkeypatch):
+    shipped = load_params(ROOT / "params.yaml")
+    assert shipped["pretrain"]["enabled"] == "auto" and shipped["teacher"]["model"] == "scratch"
+    monkeypatch.chdir(tmp_path)  # a repo whose pretrain stage has not run: one line that says so
+    with pytest.raises(UserError, match="models/pretrained holds no pretrained model: run `dvc repro pretrain`"):
+        teacher_start(shipped)
+    (tmp_path / PRETRAINED_DIR).mkdir(parents=True)
+    (tmp_path / PRETRAINED_DIR / "config.json").write_text("{}")
+    assert teacher_start(shipped) == {**shipped["teacher"], "model": PRETRAINED_DIR}
+    hub = {**shipped, "teacher": {**shipped["teacher"], "model": "csebuetnlp/banglabert"}}
+    assert not pretraining_applies(hub["pretrain"], hub["teacher"]) and teacher_start(hub) == hub["teacher"]
+    for enabled, expected in ((True, True), (False, False)):
+        for teacher in (shipped["teacher"], hub["teacher"]):
+            assert pretraining_applies({**shipped["pretrain"], "enabled": enabled}, teacher) is expected
+    off = {**shipped, "pretrain": {**shipped["pretrain"], "enabled": False}}
+    assert teacher_start(off) == shipped["teacher"]
+
+
+def test_corpus_file_round_trips_every_text(tmp_path):
+    texts = [clean_text(t) for t in ("আমি  ভালো\nবই", "\u2028নদী\r\nআকাশ\x85", "😀", "a\tb")]
+    write_corpus(texts, tmp_path / "c.txt")
+    assert read_corpus(tmp_path / "c.txt") == texts and len(texts) == 4
+    write_corpus([], tmp_path / "empty.txt")
+    assert read_corpus(tmp_path / "empty.txt") == []
+    with pytest.raises(UserError, match="the pretrain_corpus stage writes it"):
+        read_corpus(tmp_path / "absent.txt")
+
+
+@pytest.mark.parametrize("family", list(SCRATCH_FAMILIES))
+def test_loss_at_the_masked_tokens_only_equals_the_full_models_loss(family):
+    """mlm_loss computes the vocabulary logits at the chosen tokens only (a third less time per step); it
+    must be the loss the whole model computes, for every scratch family."""
+    tok = train_tokenizer(_chains(), 300, 32)
+    torch.manual_seed(0)
+    model = scratch_mlm({**TINY_ARCH, "family": family}, tok, 32, 0.0).eval()
+    assert model.config.model_type in MASKED_HEADS
+    ids = torch.randint(5, len(tok), (4, 20))
+    labels = torch.where(torch.rand(4, 20, generator=torch.Generator().manual_seed(1)) < 0.2, ids, -100)
+    mask = torch.ones_like(ids)
+    full = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert torch.allclose(mlm_loss(model, ids, mask, labels), full, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- masking
@@ -255,8 +302,8 @@ def test_domain_adaptive_pretraining_of_a_local_masked_lm(tmp_path):
                                intermediate_size=64, max_position_embeddings=32,
                                pad_token_id=tok.pad_token_id)).save_pretrained(source)
     save_tokenizer(tok, source)
-    metrics = pretrain_mlm(_cfg(model=str(source), epochs=1), texts=_chains(), out_dir=tmp_path / "dapt", seed=0,
-                           max_length=32)
+    metrics = pretrain_mlm(_cfg(epochs=1), texts=_chains(), out_dir=tmp_path / "dapt", seed=0, max_length=32,
+                           teacher_cfg={"model": str(source)})
     assert metrics["tokenizer"] == f"from {source}" and metrics["vocab_size"] == len(tok)
     before, after = load_file(source / "model.safetensors"), load_file(tmp_path / "dapt" / "model.safetensors")
     name = "bert.encoder.layer.0.output.dense.weight"
@@ -264,27 +311,27 @@ def test_domain_adaptive_pretraining_of_a_local_masked_lm(tmp_path):
     assert (tmp_path / "dapt" / "tokenizer.json").exists()
     assert AutoModelForMaskedLM.from_pretrained(tmp_path / "dapt").config.vocab_size == len(tok)
     with pytest.raises(UserError, match="cannot load model .* for pretraining"):
-        pretrain_mlm(_cfg(model=str(tmp_path / "absent")), texts=_chains(), out_dir=tmp_path / "x", seed=0,
-                     max_length=32)
+        pretrain_mlm(_cfg(), texts=_chains(), out_dir=tmp_path / "x", seed=0, max_length=32,
+                     teacher_cfg={"model": str(tmp_path / "absent")})
 
 
 # --------------------------------------------------------------------------- the stage
-def _stage_repo(tmp_path, name, **pretrain):
+def _stage_repo(tmp_path, name, teacher_model="scratch", **pretrain):
     repo = copy_project(tmp_path / name)
     params = tiny_params(tmp_path / "unused.csv")
-    params["teacher"]["scratch"] = dict(TINY_ARCH)
+    params["teacher"].update(scratch=dict(TINY_ARCH), model=teacher_model)
     params["pretrain"].update(pretrain)
     write_params(repo, params)
     prepared = _prepared(tmp_path / f"{name}_data")
-    (repo / "data").mkdir()
     prepared.rename(repo / "data" / "prepared")
     return repo
 
 
 def _start(repo):
-    return subprocess.Popen([sys.executable, "stages/pretrain.py"], cwd=repo,
-                            env={**venv_env(), "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    """The two stage scripts in order, as dvc repro runs them."""
+    script = f"{sys.executable} stages/pretrain_corpus.py && {sys.executable} stages/pretrain.py"
+    return subprocess.Popen(["bash", "-c", script], cwd=repo, env={**venv_env(), "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_stage_reruns_byte_identical_in_two_processes(tmp_path):
@@ -299,24 +346,28 @@ def test_stage_reruns_byte_identical_in_two_processes(tmp_path):
     a, b = (repo / "models" / "pretrained" for repo in repos)
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
-    metrics = [(repo / "metrics" / "pretrain.json").read_bytes() for repo in repos]
-    assert metrics[0] == metrics[1]
-    record = json.loads(metrics[0])
-    assert record["corpus"][str(corpus)]["kept"] > 0 and record["corpus"]["train"]["kept"] > 0
+    for name in ("metrics/pretrain.json", "metrics/pretrain_corpus.json", "data/pretrain_corpus.txt"):
+        assert (repos[0] / name).read_bytes() == (repos[1] / name).read_bytes(), name
+    counts = json.loads((repos[0] / "metrics" / "pretrain_corpus.json").read_text())
+    assert counts[str(corpus)]["kept"] > 0 and counts["train"]["kept"] > 0
+    assert len(read_corpus(repos[0] / "data" / "pretrain_corpus.txt")) == counts["total"]["kept"]
+    assert json.loads((repos[0] / "metrics" / "pretrain.json").read_text())["epochs"] == 2
     assert (repos[0] / "plots" / "pretrain" / "plots" / "metrics" / "val" / "perplexity.tsv").exists()
 
 
-def test_stage_disabled_writes_notes_and_missing_corpus_names_make_data(tmp_path):
-    off = _stage_repo(tmp_path, "off")  # params.yaml as shipped: enabled false
-    on = _stage_repo(tmp_path, "on", enabled=True)  # the default corpora under data/raw/, which is empty here
-    runs = [_start(off), _start(on)]
-    (_, off_err), (_, on_err) = (run.communicate(timeout=240) for run in runs)
-    assert runs[0].returncode == 0, off_err[-2000:]
-    assert json.loads((off / "metrics" / "pretrain.json").read_text())["skipped"] is True
-    assert (off / "models" / "pretrained" / "SKIPPED.json").exists() and (off / "plots" / "pretrain").is_dir()
+def test_stage_skips_a_hub_teacher_and_missing_corpus_names_make_data(tmp_path):
+    # auto with a hub teacher: skipped without loading it (the id does not exist: nothing is downloaded)
+    hub = _stage_repo(tmp_path, "hub", teacher_model="nobody/no-such-model", corpora=[])
+    on = _stage_repo(tmp_path, "on", corpora=load_params(ROOT / "params.yaml")["pretrain"]["corpora"])  # data/raw is empty
+    runs = [_start(hub), _start(on)]
+    (_, hub_err), (_, on_err) = (run.communicate(timeout=240) for run in runs)
+    assert runs[0].returncode == 0, hub_err[-2000:]
+    record = json.loads((hub / "metrics" / "pretrain.json").read_text())
+    assert record["skipped"] is True and "nobody/no-such-model" in record["reason"]
+    assert (hub / "models" / "pretrained" / "SKIPPED.json").exists() and (hub / "plots" / "pretrain").is_dir()
     assert runs[1].returncode == 2
     errors = [line for line in on_err.splitlines() if line.startswith("error:")]
     assert errors == [line for line in on_err.splitlines() if "Traceback" in line or line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(
-        "error: pretrain: data/raw/cyberbully_multilabel.csv not found:") and "`make data`" in errors[0], on_err
-    assert not (on / "models" / "pretrained").exists()
+        "error: pretrain_corpus: data/raw/cyberbully_multilabel.csv not found:") and "`make data`" in errors[0], on_err
+    assert not (on / "models" / "pretrained").exists() and not (on / "data" / "pretrain_corpus.txt").exists()

@@ -11,6 +11,7 @@ import onnx
 import pandas as pd
 import pytest
 import torch
+from bitsandbytes import functional as bnb_functional
 
 from banglacompress.config import UserError
 from banglacompress.data import Encoded
@@ -21,7 +22,7 @@ from banglacompress.models import build_model, count_params
 from banglacompress.predict import main as predict_main
 from banglacompress.onnx_format import OrtModel
 from banglacompress.quantize import (FP16_FILE, INT4_FILE, OPTION_KEYS, QUANT_METHODS, activation_calibration,
-                                     check_quantize_params)
+                                     check_quantize_params, is_4bit)
 from banglacompress.scoring import agreement, decide, macro_f1, probabilities
 from banglacompress.train import fit, label_loss, predict_logits
 from conftest import ROOT, TINY_ARCH, run_stage, synthetic_frame, venv_env
@@ -188,6 +189,26 @@ def test_int4_is_really_four_bits_on_disk(tmp_path):
     four_bit = record["int4_weights"]
     saved = artifact_size(tmp_path / "f")["size_bytes"] - artifact_size(tmp_path / "q")["size_bytes"]
     assert 3.3 * four_bit < saved < 3.55 * four_bit  # 4 bytes -> ~0.55 bytes per 4-bit weight
+
+
+def test_int4_runs_on_pruned_widths_and_computes_the_same_on_every_cpu(tmp_path):
+    """A structurally pruned model has widths such as 48 (the default student's pruned attention). On a CPU with AVX-512-BF16,
+    bitsandbytes repacks 4-bit weights for its own kernel on the first eval call, and that repacking fails
+    unless out_features is a multiple of its block ("N must be divisible by block_n"): int4 crashed on the
+    pruned default model there. Our shells take the dequantize path everywhere, so the reloaded model runs
+    and computes the dequantized weights' product on any CPU."""
+    model, tok = _build(hidden=96, heads=2, ffn=48)  # the FFN: 96 -> 48 (4,608 weights: over INT4_MIN_WEIGHTS)
+    save_artifact(tmp_path, "int4", QUANT_METHODS["int4"].quantize(model), tok, INFO)
+    reloaded, _, _ = load_artifact(tmp_path)
+    layer = reloaded.get_submodule("bert.encoder.layer.0.intermediate.dense")
+    assert is_4bit(layer) and layer.out_features == 48 and not layer.support_avx512bf16_for_cpu
+    batch = tok(TEXTS[:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = reloaded(**batch).logits  # the call that repacked and failed
+        x = torch.randn(5, 96)
+        expected = x @ bnb_functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float().T
+        assert torch.allclose(layer(x), expected + layer.bias, atol=1e-4)
+    assert torch.isfinite(logits).all()
 
 
 # --------------------------------------------------------------------------- ONNX Runtime wrapper

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_project, synthetic_frame, tiny_params, venv_env, write_params
+from conftest import STAGES, copy_project, synthetic_frame, tiny_params, venv_env, write_params
 
-STAGES = ["prepare", "train_teacher", "distill", "prune", "quantize", "evaluate", "export"]
 CACHED_OUTS = ["data/prepared", "models/teacher", "models/student", "models/pruned", "models/quantized",
                "models/final"]
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -76,6 +75,7 @@ def origin(tmp_path_factory) -> Origin:
     synthetic_frame("binary", n=400).to_csv(data, index=False)
     repo = copy_project(work / "origin")
     params = tiny_params(data)
+    params["pretrain"]["enabled"] = "auto"  # as shipped: models/pretrained is pushed and pulled like the rest
     params["prune"]["calib_samples"] = 64  # calibration is not under test
     params["evaluate"].update(latency_samples=5, references=False)  # nor timing, nor the ONNX reference rows
     write_params(repo, params)

@@ -1,0 +1,21 @@
+"""pretrain_corpus: the pretraining text: the train split plus pretrain.corpora, cleaned, de-duplicated, and
+without any text whose near-duplicate key is a val or test text's. Its own stage (seconds), so that a change
+which leaves every text as it was (a label-side param, say) reruns this and not the pretraining after it."""
+from banglacompress.config import load_params, log_config, stage_main, write_json
+from banglacompress.data import load_split
+from banglacompress.pretrain import CORPUS_FILE, check_pretrain_params, corpus_summary, pretraining_corpus, write_corpus
+
+
+@stage_main
+def main():
+    cfg = check_pretrain_params(load_params().get("pretrain", {}))
+    log_config("pretrain_corpus", {"corpora": cfg["corpora"]})
+    train, val, test = (load_split("data/prepared", s)[0] for s in ("train", "val", "test"))
+    texts, counts = pretraining_corpus(train, cfg["corpora"], exclude_texts=val + test)
+    write_corpus(texts, CORPUS_FILE)
+    write_json("metrics/pretrain_corpus.json", counts)
+    print(f"[pretrain_corpus] {corpus_summary(counts)} -> {CORPUS_FILE}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
