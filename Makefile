@@ -27,9 +27,11 @@ repro: data
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
-# Full pipeline on two real datasets + TF-IDF and predecessor-style baselines -> bench/RESULTS.md
+# The default pipeline on 4 real datasets (../shared/data) x 3 seeds + TF-IDF and predecessor-style baselines,
+# mean ± std over seeds -> bench/RESULTS.md: several hours on 2 cores (one run ~20-25 min). RESULTS is rewritten
+# after every run; RESUME=1 keeps the runs already finished (after an interruption) and runs the rest.
 bench: setup
-	$(PY) bench/run_bench.py
+	$(PY) -m bench.run_bench $(if $(RESUME),--resume)
 
 # Seed noise of the default pipeline (seeds 42 43 44, and the split held fixed) -> bench/SEEDS.md
 seeds: data

@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from banglacompress.config import load_params
 from banglacompress.data import load_split
@@ -31,7 +30,7 @@ from banglacompress.pretrain import check_pretrain_params, pretrain_mlm, pretrai
 from banglacompress.train import configure_torch, score_split, train_teacher
 
 from .bench_pooling import quick_prepared
-from .run_bench import machine
+from .run_bench import machine, stats
 
 VARIANTS = {"none": "no pretraining", "mlm_train": "MLM on the train split only",
             "mlm_train_corpora": "MLM on the train split + pretrain.corpora"}
@@ -77,7 +76,7 @@ def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
 
 
 def summary(rows: list[dict]) -> dict:
-    """Mean and population std over seeds, per variant."""
+    """Mean and std (n - 1, run_bench.stats) over seeds, per variant."""
     out = {}
     for variant in VARIANTS:
         runs = [r for r in rows if r["variant"] == variant]
@@ -87,7 +86,7 @@ def summary(rows: list[dict]) -> dict:
         for key in ("val_macro_f1", "test_macro_f1", "pretrain_seconds", "finetune_seconds", "final_val_perplexity"):
             values = [r[key] for r in runs if key in r]
             if values:
-                out[variant][key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+                out[variant][key] = {k: v for k, v in stats(values).items() if k in ("mean", "std")}
     return out
 
 
@@ -101,7 +100,7 @@ def render(header: dict, rows: list[dict]) -> str:
              f"(`{header['prepared']}`); {header['machine']['cpu']}, {header['threads']} torch threads, "
              f"torch {header['machine']['torch']}. Command: `{header['command']}`", "",
              "Chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is reported, never used. "
-             "Mean ± std (population) over seeds; seconds are wall time on this machine, noisy.", "",
+             "Mean ± std (n − 1) over seeds; seconds are wall time on this machine, noisy.", "",
              "| variant | val macro-F1 | test macro-F1 | per seed val / test | pretrain s | fine-tune s | "
              "final MLM val perplexity |", "|---|---:|---:|---|---:|---:|---:|"]
 

@@ -31,7 +31,7 @@ import numpy as np
 from banglacompress.config import load_params
 from bench import bench_distill, bench_prune, bench_quant
 from bench.run_bench import ROOT
-from bench.run_seeds import stats
+from bench.run_bench import stats
 
 SEEDS_WORK = ROOT / "bench" / "work" / "seeds"
 

@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from banglacompress.config import load_params
-from bench.run_bench import PIPELINE, ROOT, machine, make_workdir, run_stage
+from bench.run_bench import PIPELINE, ROOT, machine, make_workdir, run_stage, stats
 
 QUALITY = ("macro_f1", "size_bytes", "compression")  # metrics/summary.json: reproducible to the byte
 # metrics/speed.json: machine noise on top of the seed's (every timing `make report` marks against the noise)
@@ -52,12 +51,6 @@ def collect(path: Path, seconds: dict | None = None) -> dict:
                   **{k: speed["stages"][row][k] for k in TIMING}} for row in summary["stages"]}
     return {"name": name, "seed": params["seed"], "split_seed": params["data"].get("split_seed"),
             "stage_seconds": seconds, "rows": rows}
-
-
-def stats(values: list[float]) -> dict:
-    """mean, std (n - 1; 0 for one value), min, max and the values: the seed statistics every table quotes."""
-    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "min": float(min(values)), "max": float(max(values)), "values": values}
 
 
 def spread(runs: list[dict]) -> dict:

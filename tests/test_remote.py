@@ -19,8 +19,8 @@ import pytest
 
 from conftest import STAGES, copy_project, synthetic_frame, tiny_params, venv_env, write_params
 
-CACHED_OUTS = ["data/prepared", "models/teacher", "models/student", "models/pruned", "models/quantized",
-               "models/final"]
+CACHED_OUTS = ["data/prepared", "data/pretrain_corpus.txt", "models/pretrained", "models/teacher", "models/student",
+               "models/pruned", "models/quantized", "models/final"]
 UP_TO_DATE = "Data and pipelines are up to date."
 GIT_ID = ["-c", "user.name=t", "-c", "user.email=t@t"]
 # Appended to stages/export.py (a dep of export alone) to make a change someone has already run and pushed.
@@ -39,7 +39,7 @@ DVC_TEMP = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp")
 
 
 def _files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 def _dvc_temps(repo: Path) -> list[Path]:
@@ -120,6 +120,7 @@ def _clone(origin: Origin, name: str) -> Path:
     # The outputs are git-ignored, so a clone has none of them; the remote comes with .dvc/config.
     assert not any((dest / out).exists() for out in CACHED_OUTS)
     assert str(origin.remote) in (dest / ".dvc" / "config").read_text()
+    (dest / "data" / "raw").mkdir(parents=True)  # what `make data` makes (the pretraining corpora; empty here)
     return dest
 
 
