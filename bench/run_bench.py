@@ -84,7 +84,8 @@ PIPELINE = ["prepare", "pretrain_corpus", "pretrain", "train_teacher", "distill"
 PREDECESSOR = {"prune": {**{k: None for k in prune.OPTION_KEYS}, "method": "magnitude", "sparsity": 0.5,
                          "granularity": "global", "kd_alpha": 0.0},
                "quantize": {**{k: None for k in quantize.OPTION_KEYS}, "method": "dynamic"}}
-TARGETS = {"f1_retained": 0.97, "compression": 15.0, "speedup": 4.0, "repro_minutes": 20.0}
+# The pipeline's standing targets; repro_minutes: a default `dvc repro` (pretraining included) within 30 min on 2 cores
+TARGETS = {"f1_retained": 0.97, "compression": 15.0, "speedup": 4.0, "repro_minutes": 30.0}
 CODE = ("stages", "banglacompress", "dvc.yaml", "params.yaml")
 RUN_FILE = "bench_run.json"  # a run's record (stage times, rows, targets), written last: there means finished
 
@@ -360,7 +361,7 @@ def run_tables(w, name: str, run: dict) -> None:
         for stage, s in run["stages"].items()))
     names = {"f1_retained": "F1 kept ≥ 0.97", "compression": "≥ 15× smaller",
              "speedup": "≥ 4× faster (batch 1 p50)", "beats_tfidf": "final − TF-IDF ≥ 0",
-             "repro_minutes": "pipeline ≤ 20 min"}
+             "repro_minutes": f"pipeline ≤ {TARGETS['repro_minutes']:.0f} min"}
     w()
     w("Targets, final vs teacher: " + " · ".join(
         f"{names[key]}: {value:.3f} {'yes' if met else '**no**'}" for key, (value, met) in run["targets"].items()))
@@ -459,7 +460,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: tiny models, 5%% of each single-file dataset, stages in this process")
     ap.add_argument("--render-only", action="store_true",
-                    help="rewrite OUT.md from OUT.json (e.g. after editing bench/FINDINGS.md); runs nothing")
+                    help="rewrite OUT.md (and the targets in OUT.json) from OUT.json's runs; runs nothing")
     args = ap.parse_args()
     work = args.work or (ROOT / "bench" / "work" / "quick" if args.quick else ROOT / "bench" / "work")
     out = args.out or (work / "RESULTS" if args.quick else ROOT / "bench" / "RESULTS")
@@ -468,7 +469,10 @@ def main():
         if not all("summary" in d for d in saved["datasets"].values()):
             sys.exit(f"bench: {out}.json is a single-seed result from before the summary over seeds; "
                      "rerun the benchmark to write one")
-        out.with_suffix(".md").write_text(markdown(saved), encoding="utf-8")
+        for d in saved["datasets"].values():  # the targets are derived from the stored run: follow TARGETS
+            for run in d["runs"]:
+                run["targets"] = targets(run["result"], run["stages"])
+        save(out, saved)
         return
     base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     datasets = {name: DATASETS[name] for name in args.datasets}
