@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 # Every default corpus into data/raw/ (sha256-checked; docs/data.md). Only HateSpeech.csv is required; a
-# missing other corpus is reported, not fatal. DATA="sentnob_train sentnob_val sentnob_test" fetches (and requires) those.
+# missing other corpus is reported here, and pretrain_corpus then stops naming it. DATA="sentnob_train sentnob_val sentnob_test" fetches (and requires) those.
 data: setup
 	$(PY) scripts/fetch_data.py $(if $(DATA),--only $(DATA))
 

@@ -6,8 +6,9 @@ matches, so a failed or interrupted fetch never leaves a half-written or wrong f
 reads. A file already there with another sha256 is kept (the user's own data).
 
 Exit code: 2 if a required dataset is missing (the default HateSpeech.csv, or any named with --only),
-else 0: the other corpora are read only by the pretraining stage and the multi-dataset benchmark, so a
-missing one is reported (one line each, and a summary) but does not stop `make repro` on the default data.
+else 0: the other corpora are read by the pretraining stages and the multi-dataset benchmark, so a missing
+one is reported (one line each, and a summary); `dvc repro` then stops at pretrain_corpus with one line
+naming the file (fetch it, or drop it from pretrain.corpora).
 
     python scripts/fetch_data.py                       # every dataset
     python scripts/fetch_data.py --only sentnob_train sentnob_val sentnob_test
