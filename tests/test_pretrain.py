@@ -356,15 +356,19 @@ def test_stage_reruns_byte_identical_in_two_processes(tmp_path):
 
 
 def test_stage_skips_a_hub_teacher_and_missing_corpus_names_make_data(tmp_path):
-    # auto with a hub teacher: skipped without loading it (the id does not exist: nothing is downloaded)
-    hub = _stage_repo(tmp_path, "hub", teacher_model="nobody/no-such-model", corpora=[])
-    on = _stage_repo(tmp_path, "on", corpora=load_params(ROOT / "params.yaml")["pretrain"]["corpora"])  # data/raw is empty
+    # auto with a hub teacher: skipped without loading it (the id does not exist: nothing is downloaded), and
+    # without reading the default corpora (absent here): a user without them can still run the pipeline
+    defaults = load_params(ROOT / "params.yaml")["pretrain"]["corpora"]
+    hub = _stage_repo(tmp_path, "hub", teacher_model="nobody/no-such-model", corpora=defaults, enabled="auto")
+    on = _stage_repo(tmp_path, "on", corpora=defaults, enabled="auto")  # data/raw is empty
     runs = [_start(hub), _start(on)]
     (_, hub_err), (_, on_err) = (run.communicate(timeout=240) for run in runs)
     assert runs[0].returncode == 0, hub_err[-2000:]
     record = json.loads((hub / "metrics" / "pretrain.json").read_text())
     assert record["skipped"] is True and "nobody/no-such-model" in record["reason"]
     assert (hub / "models" / "pretrained" / "SKIPPED.json").exists() and (hub / "plots" / "pretrain").is_dir()
+    assert read_corpus(hub / "data" / "pretrain_corpus.txt") == []
+    assert json.loads((hub / "metrics" / "pretrain_corpus.json").read_text())["skipped"] is True
     assert runs[1].returncode == 2
     errors = [line for line in on_err.splitlines() if line.startswith("error:")]
     assert errors == [line for line in on_err.splitlines() if "Traceback" in line or line.startswith("error:")]
