@@ -63,16 +63,21 @@ def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
         row.update(pretrain_seconds=round(time.perf_counter() - start, 1), pretrain_texts=pre["texts_train"],
                    tokens_seen=pre["tokens_seen"], final_val_perplexity=pre["final_val_perplexity"])
         teacher_cfg = {**teacher_cfg, "model": str(work / f"{variant}_{seed}_pretrained")}
+    return {**row, **fine_tune_and_score(teacher_cfg, ctx["prepared"], work / f"{variant}_{seed}_teacher", seed,
+                                         ctx["max_length"], (ctx["test_texts"], ctx["y_test"]), desc=variant)}
+
+
+def fine_tune_and_score(teacher_cfg: dict, prepared, out_dir: Path, seed: int, max_length: int, test: tuple,
+                        desc: str) -> dict:
+    """The train_teacher stage's function on `prepared`, then the saved teacher reloaded and scored once on
+    the test (texts, targets): val macro-F1 (the choice), test macro-F1 (reported), epochs, wall seconds."""
     start = time.perf_counter()
-    result = train_teacher(teacher_cfg, prepared=ctx["prepared"], out_dir=work / f"{variant}_{seed}_teacher", seed=seed,
-                           max_length=ctx["max_length"])
-    row["finetune_seconds"] = round(time.perf_counter() - start, 1)
-    model, tokenizer, info = load_model_dir(work / f"{variant}_{seed}_teacher")
-    metrics, _, _ = score_split(model, tokenizer, info, ctx["test_texts"], ctx["y_test"], ctx["max_length"],
-                                desc=f"{variant} test")
-    row.update(val_macro_f1=result["val_macro_f1_tuned"], test_macro_f1=metrics["macro_f1"],
-               best_epoch=result["best_epoch"], epochs_run=result["epochs_run"])
-    return row
+    result = train_teacher(teacher_cfg, prepared=prepared, out_dir=out_dir, seed=seed, max_length=max_length)
+    seconds = round(time.perf_counter() - start, 1)
+    model, tokenizer, info = load_model_dir(out_dir)
+    metrics, _, _ = score_split(model, tokenizer, info, *test, max_length, desc=f"{desc} test")
+    return {"val_macro_f1": result["val_macro_f1_tuned"], "test_macro_f1": metrics["macro_f1"],
+            "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"], "finetune_seconds": seconds}
 
 
 def summary(rows: list[dict]) -> dict:

@@ -12,14 +12,13 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from banglacompress.config import load_params
 from banglacompress.data import load_split
-from banglacompress.models import load_model_dir
-from banglacompress.train import configure_torch, score_split, train_teacher
+from banglacompress.train import configure_torch
 
+from .bench_pretrain import fine_tune_and_score
 from .run_bench import machine
 
 
@@ -37,15 +36,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_teacher_lr_") as tmp:
         for lr in args.lrs:
-            out, start = Path(tmp) / f"lr{lr}", time.perf_counter()
-            result = train_teacher({**teacher, "lr": lr}, prepared=args.prepared, out_dir=out, seed=params["seed"],
-                                   max_length=params["data"]["max_length"])
-            model, tokenizer, info = load_model_dir(out)
-            test, _, _ = score_split(model, tokenizer, info, test_texts, y_test, params["data"]["max_length"],
-                                     desc=f"lr {lr} test")
-            rows.append({"lr": lr, "val_macro_f1": result["val_macro_f1_tuned"], "test_macro_f1": test["macro_f1"],
-                         "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
-                         "seconds": round(time.perf_counter() - start, 1)})
+            scores = fine_tune_and_score({**teacher, "lr": lr}, args.prepared, Path(tmp) / f"lr{lr}", params["seed"],
+                                         params["data"]["max_length"], (test_texts, y_test), desc=f"lr {lr}")
+            scores["seconds"] = scores.pop("finetune_seconds")
+            rows.append({"lr": lr, **scores})
             print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
     best = max(rows, key=lambda r: r["val_macro_f1"])
     header = {"command": "python -m bench.bench_teacher_lr " + " ".join(sys.argv[1:]), "machine": machine(),
