@@ -12,7 +12,7 @@ import torch
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 from sklearn.model_selection import train_test_split
 
-from .config import UserError, check_range, read_json, require, write_json
+from .config import UserError, atomic_output, check_range, read_json, require, write_json
 
 TASKS = ("binary", "multilabel", "multiclass")
 SPLITS = ("train", "val", "test")
@@ -174,11 +174,14 @@ def deduplicate(df: pd.DataFrame, target_columns: list[str], task: str,
     return out, stats
 
 
+def dedup_key(text: str) -> str:
+    """near_duplicate_key, or the exact text when it has no letters at all (only emoji, digits): all
+    emoji-only comments are not one comment. The key prepare splits by and pretrain_corpus filters with."""
+    return near_duplicate_key(text) or text
+
+
 def _near_keys(texts: pd.Series) -> pd.Series:
-    """near_duplicate_key per text; a text with no letters at all (only emoji, digits) keeps its exact text
-    as key: all emoji-only comments are not one comment."""
-    keys = texts.map(near_duplicate_key)
-    return keys.where(keys != "", texts)
+    return texts.map(dedup_key)
 
 
 def deduplicate_near(df: pd.DataFrame, target_columns: list[str], task: str) -> tuple[pd.DataFrame, dict]:
@@ -469,3 +472,21 @@ def sample_batches(tokenizer, texts: list[str], targets, n: int, batch_size: int
     rows = np.sort(rng.choice(len(texts), min(n, len(texts)), replace=False))
     dataset = Encoded(tokenizer, [texts[i] for i in rows], None if targets is None else targets[rows], max_length)
     return list(make_loader(dataset, batch_size, shuffle=False))
+
+
+# --------------------------------------------------------------------------- the unlabelled corpus
+CORPUS_FILE = "data/pretrain_corpus.txt"   # the pretrain_corpus stage's output: one cleaned text per line
+
+
+def write_corpus(texts: list[str], path: str | Path = CORPUS_FILE) -> None:
+    """One text per line, UTF-8 (clean_text collapsed every whitespace run, so no text holds a newline)."""
+    require(not any("\n" in t for t in texts), "a pretraining text holds a newline; texts must be clean_text'ed")
+    with atomic_output(path, is_dir=False) as tmp:
+        tmp.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+
+
+def read_corpus(path: str | Path = CORPUS_FILE) -> list[str]:
+    path = Path(path)
+    require(path.exists(), f"{path} not found: the pretrain_corpus stage writes it (dvc repro pretrain_corpus)")
+    text = path.read_text(encoding="utf-8")
+    return text.split("\n")[:-1] if text else []

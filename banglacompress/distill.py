@@ -24,7 +24,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from .config import atomic_output, check_choice, check_range, require, resolve_options
-from .data import Encoded, class_weights, load_split
+from .data import CORPUS_FILE, Encoded, class_weights, load_split, read_corpus
 from .models import (PRUNED_SHAPES_KEY, build_model, build_scratch_with_tokenizer, check_arch, count_params,
                      encoder_blocks, load_model_dir)
 from .pooling import POOLINGS, pooling_of, set_pooling
@@ -294,9 +294,33 @@ def check_same_tokenization(method: str, teacher_ids: list, student_ids: list) -
             "(student.model: from_teacher, or student.tokenizer: teacher for a scratch student)")
 
 
+# --------------------------------------------------------------------------- transfer set
+def corpus_transfer(train_texts: list[str], corpus: str | Path) -> list[str]:
+    """The pretraining corpus's texts that are not train texts: unlabelled, and already free of every val and
+    test text (the pretrain_corpus stage removed their near-duplicates)."""
+    texts = read_corpus(corpus)
+    require(texts, f"distill.transfer=corpus, but {corpus} is empty: pretraining does not apply (pretrain.enabled, "
+                   "teacher.model), so pretrain_corpus read no corpus. Set pretrain.enabled: true, or "
+                   "distill.transfer: train")
+    train = set(train_texts)
+    return [t for t in texts if t not in train]
+
+
+# The texts the student is distilled on: the labelled train split, plus (corpus) unlabelled in-domain text that
+# only the teacher labels, the classic KD transfer set. Unlabelled rows take the teacher's own decision
+# (its val-tuned thresholds) as their hard label, so every loss term applies to every row unchanged.
+TRANSFER_SETS = {"train": lambda train_texts, corpus: [], "corpus": corpus_transfer}
+
+
+def teacher_labels(task: str, logits: np.ndarray, thresholds, like: np.ndarray) -> np.ndarray:
+    """The teacher's decisions on unlabelled rows, shaped and typed like the train targets."""
+    return decide(task, probabilities(task, logits), thresholds).astype(like.dtype).reshape(-1, *like.shape[1:])
+
+
 # --------------------------------------------------------------------------- params and setup
 def check_distill_params(cfg: dict) -> None:
     check_choice("distill.method", cfg["method"], KD_METHODS)
+    check_choice("distill.transfer", cfg.get("transfer", "train"), TRANSFER_SETS)
     check_choice("distill.soft_loss", cfg.get("soft_loss", "kl"), SOFT_LOSSES)
     check_range("distill.alpha", cfg["alpha"], 0.0, 1.0)
     check_range("distill.temperature", cfg["temperature"], 1e-3, 100.0)
@@ -410,9 +434,10 @@ STUDENT_STARTS = {"from_teacher": _student_from_teacher}
 # --------------------------------------------------------------------------- the distill stage
 def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher_dir: str | Path,
                   out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None,
-                  desc: str = "student") -> dict | None:
+                  desc: str = "student", corpus: str | Path = CORPUS_FILE) -> dict | None:
     """The distill stage: check the teacher against the majority baseline on val, cache its logits on the
-    train split (its own tokenizer), build the student (student group), train it on labels and teacher
+    transfer set (the train split, plus with distill.transfer=corpus the unlabelled texts of `corpus`; the
+    teacher's own tokenizer), build the student (student group), train it on labels and teacher
     (distill group), tune thresholds on val and save it to out_dir. Returns the stage's metrics (None on
     a non-zero data-parallel rank, which writes nothing)."""
     check_distill_params(cfg)
@@ -426,13 +451,17 @@ def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher
     teacher_val = predict_logits(teacher, Encoded(teacher_tok, val_texts, None, max_length), desc="teacher val")
     report = check_teacher(meta["task"], teacher_val, y_val, y_train, teacher_info["thresholds"],
                            cfg.get("min_teacher_margin", 0.02))
+    extra_texts = TRANSFER_SETS[cfg.get("transfer", "train")](train_texts, corpus)
     # Soft targets once, with the teacher's own tokenizer; rows are matched to student batches by index.
-    teacher_set = Encoded(teacher_tok, train_texts, None, max_length)
-    teacher_logits = torch.from_numpy(predict_logits(teacher, teacher_set, desc="teacher train"))
+    teacher_set = Encoded(teacher_tok, train_texts + extra_texts, None, max_length)
+    teacher_logits = torch.from_numpy(predict_logits(teacher, teacher_set, desc="teacher transfer set"))
+    targets = np.concatenate([y_train, teacher_labels(meta["task"], teacher_logits[len(train_texts):].numpy(),
+                                                      teacher_info["thresholds"], y_train)])
+    report["transfer_rows"] = {"labelled": len(train_texts), "teacher_labelled": len(extra_texts)}
 
     seed_everything(seed)
     student, tokenizer, start = build_student(student_cfg, meta, train_texts, max_length, teacher, teacher_tok)
-    train_set = Encoded(tokenizer, train_texts, y_train, max_length)
+    train_set = Encoded(tokenizer, train_texts + extra_texts, targets, max_length)
     val_set = Encoded(tokenizer, val_texts, None, max_length)
     weights = class_weights(y_train, meta["task"]) if cfg.get("class_weights", True) else None
     loss_fn, extra, settings = build_kd(cfg, meta["task"], teacher_logits, teacher=teacher, teacher_set=teacher_set,

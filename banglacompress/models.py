@@ -285,15 +285,21 @@ def from_pretrained_pruned(path: str | Path, **kwargs):
 
 
 # --------------------------------------------------------------------------- scratch model on a given tokenizer
-def build_scratch_with_tokenizer(arch: dict, meta: dict, tokenizer, max_length: int, dropout: float = 0.1):
-    """Like build_scratch, but on an existing tokenizer (the teacher's) instead of a freshly trained
-    WordPiece: hidden / attention KD need the student to see the teacher's tokens. arch's vocab_size
-    is ignored (the tokenizer decides it)."""
+def scratch_config(arch: dict, tokenizer, max_length: int, dropout: float = 0.1, **extra):
+    """The transformers config of a scratch architecture on an existing tokenizer (its vocabulary, its pad id);
+    `extra` adds fields (the label fields of a classifier)."""
     shape = SCRATCH_FAMILIES[arch["family"]]({**arch, "max_length": max_length})
     model_type = shape.pop("model_type")
     shape.setdefault("max_position_embeddings", max_length)
     dropout_keys = ("dropout", "attention_dropout") if model_type == "distilbert" else (
         "hidden_dropout_prob", "attention_probs_dropout_prob")
-    settings = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-                **{k: dropout for k in dropout_keys}, **shape, **label_config(meta)}
-    return AutoModelForSequenceClassification.from_config(AutoConfig.for_model(model_type, **settings))
+    return AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                **{k: dropout for k in dropout_keys}, **shape, **extra)
+
+
+def build_scratch_with_tokenizer(arch: dict, meta: dict, tokenizer, max_length: int, dropout: float = 0.1):
+    """Like build_scratch, but on an existing tokenizer (the teacher's) instead of a freshly trained
+    WordPiece: hidden / attention KD need the student to see the teacher's tokens. arch's vocab_size
+    is ignored (the tokenizer decides it)."""
+    return AutoModelForSequenceClassification.from_config(
+        scratch_config(arch, tokenizer, max_length, dropout, **label_config(meta)))

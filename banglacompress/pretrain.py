@@ -15,24 +15,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from .config import UserError, atomic_output, check_range, require
-from .data import Encoded, clean_text, make_loader, near_duplicate_key, read_csv
+from .data import Encoded, clean_text, dedup_key, make_loader, read_csv
 from .integrity import write_checksums
-from .models import SCRATCH_FAMILIES, check_arch, save_tokenizer, train_tokenizer
+from .models import check_arch, save_tokenizer, scratch_config, train_tokenizer
 from .train import SCHEDULERS, is_main_process, open_live, progress, report_launch, seed_everything
 
 # The pretrain params group; a missing key takes this default, an unknown key is an error.
-DEFAULTS = {"enabled": "auto", "corpora": [], "val_fraction": 0.02, "epochs": 3, "batch_size": 64,
-            "lr": 5e-4, "warmup_ratio": 0.06, "weight_decay": 0.01, "mask_prob": 0.15, "whole_word": True,
+DEFAULTS = {"enabled": "auto", "corpora": [], "val_fraction": 0.02, "epochs": 8, "batch_size": 64,
+            "lr": 1e-3, "warmup_ratio": 0.06, "weight_decay": 0.01, "mask_prob": 0.15, "whole_word": True,
             "max_texts": None}
 CORPUS_KEYS = ("path", "text_column")
 GRAD_CLIP = 1.0
 MISSING_CORPUS = ("it is listed in pretrain.corpora: `make data` puts the shared corpora under data/raw/, or remove "
                   "it from the list")
 SKIPPED_FILE = "SKIPPED.json"
-CORPUS_FILE = "data/pretrain_corpus.txt"   # the pretrain_corpus stage's output: one cleaned text per line
 PRETRAINED_DIR = "models/pretrained"       # the pretrain stage's output, where train_teacher starts from
 
 
@@ -77,6 +76,13 @@ def pretraining_applies(cfg: dict, teacher_cfg: dict) -> bool:
     return teacher_cfg.get("model", "scratch") == "scratch" if enabled == "auto" else enabled
 
 
+def corpus_readers(params: dict) -> list[str]:
+    """The stages that read the pretraining corpus under these params: pretrain when pretraining applies, and
+    distill with distill.transfer: corpus. With none, pretrain_corpus reads no corpus and writes an empty one."""
+    readers = ["pretrain"] if pretraining_applies(params.get("pretrain", {}), params["teacher"]) else []
+    return readers + (["distill"] if params.get("distill", {}).get("transfer", "train") == "corpus" else [])
+
+
 def teacher_start(params: dict) -> dict:
     """The teacher params train_teacher trains with: teacher.model replaced by the pretrain stage's output
     when pretraining applies (its encoder and tokenizer), else the teacher group unchanged."""
@@ -91,12 +97,6 @@ def teacher_start(params: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- the corpus
-def _dedup_key(text: str) -> str:
-    """near_duplicate_key, or the exact text when it has no letters (as prepare does: all emoji-only
-    comments are not one comment)."""
-    return near_duplicate_key(text) or text
-
-
 def _corpus_texts(entry: dict) -> list[str]:
     df = read_csv(entry["path"], keep_empty=True, missing_hint=MISSING_CORPUS)
     require(entry["text_column"] in df.columns,
@@ -111,7 +111,7 @@ def pretraining_corpus(train_texts: list[str], corpora: list[dict], exclude_text
     every text whose near-duplicate key is that of an excluded text (the val and test splits) removed,
     then exact and near duplicates of a text kept before dropped. Returns the texts (first-seen order)
     and per source the counts rows_read = empty + eval_overlap + duplicates + kept."""
-    excluded = {_dedup_key(clean_text(t)) for t in exclude_texts}
+    excluded = {dedup_key(clean_text(t)) for t in exclude_texts}
     excluded.discard("")
     seen, texts, counts = set(), [], {}
     sources = [("train", list(train_texts))] + [(str(e["path"]), _corpus_texts(e)) for e in corpora]
@@ -119,7 +119,7 @@ def pretraining_corpus(train_texts: list[str], corpora: list[dict], exclude_text
         row = {"rows_read": len(raw), "empty": 0, "eval_overlap": 0, "duplicates": 0, "kept": 0}
         for value in raw:
             text = clean_text(value) if isinstance(value, str) else ""
-            key = _dedup_key(text)
+            key = dedup_key(text)
             outcome = ("empty" if not text else "eval_overlap" if key in excluded else
                        "duplicates" if key in seen else "kept")
             row[outcome] += 1
@@ -130,20 +130,6 @@ def pretraining_corpus(train_texts: list[str], corpora: list[dict], exclude_text
         counts[name] = {k: counts.get(name, {}).get(k, 0) + v for k, v in row.items()}
     counts["total"] = {k: sum(c[k] for c in counts.values()) for k in row}
     return texts, counts
-
-
-def write_corpus(texts: list[str], path: str | Path = CORPUS_FILE) -> None:
-    """One text per line, UTF-8 (clean_text collapsed every whitespace run, so no text holds a newline)."""
-    require(not any("\n" in t for t in texts), "a pretraining text holds a newline; texts must be clean_text'ed")
-    with atomic_output(path, is_dir=False) as tmp:
-        tmp.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-
-
-def read_corpus(path: str | Path = CORPUS_FILE) -> list[str]:
-    path = Path(path)
-    require(path.exists(), f"{path} not found: the pretrain_corpus stage writes it (dvc repro pretrain_corpus)")
-    text = path.read_text(encoding="utf-8")
-    return text.split("\n")[:-1] if text else []
 
 
 def corpus_summary(counts: dict) -> str:
@@ -207,18 +193,9 @@ class MaskedTexts(Encoded):
 
 # --------------------------------------------------------------------------- models
 def scratch_mlm(arch: dict, tokenizer, max_length: int, dropout: float):
-    """A `*ForMaskedLM` of the teacher's scratch architecture. The config is built as in
-    models.build_scratch_with_tokenizer, less the label fields (models.py is left alone so that the
-    pipeline stages that depend on it keep their DVC hashes)."""
+    """A `*ForMaskedLM` of the teacher's scratch architecture, on `tokenizer`."""
     check_arch("teacher", arch)
-    shape = SCRATCH_FAMILIES[arch["family"]]({**arch, "max_length": max_length})
-    model_type = shape.pop("model_type")
-    shape.setdefault("max_position_embeddings", max_length)
-    dropout_keys = ("dropout", "attention_dropout") if model_type == "distilbert" else (
-        "hidden_dropout_prob", "attention_probs_dropout_prob")
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                  **{k: dropout for k in dropout_keys}, **shape)
-    return AutoModelForMaskedLM.from_config(config)
+    return AutoModelForMaskedLM.from_config(scratch_config(arch, tokenizer, max_length, dropout))
 
 
 def load_mlm(source: str, max_length: int):

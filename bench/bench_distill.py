@@ -43,6 +43,8 @@ CONFIGS = {  # run in this order: the comparisons that matter most finish first
                     "attention_weight": 0.2},
     "hidden": {"method": "hidden", "alpha": 0.7, "temperature": 4.0, "hidden_weight": 0.3},
     "attention": {"method": "attention", "alpha": 0.7, "temperature": 4.0, "attention_weight": 0.2},
+    # the default logit KD on the train split plus the pretraining corpus's unlabelled texts (distill.transfer)
+    "kd_corpus": {"method": "logit", "alpha": 0.7, "temperature": 4.0, "transfer": "corpus"},
     "kd_v1": {"method": "logit", "alpha": 0.5, "temperature": 4.0},
     "kd_v3": {"method": "logit", "alpha": 0.2, "temperature": 2.0},
 }

@@ -14,8 +14,10 @@ interleaved measurement, labelled as such).
     python -m bench.over_seeds prune quant
     python -m bench.over_seeds distill --runs bench/work/seeds/seed42    # one run now, the rest later:
     python -m bench.over_seeds distill --reuse                         # reuses seed42's result
+    python -m bench.over_seeds distill --only no_kd kd_v2 kd_corpus --runs bench/work/hatespeech/seed4{2,3,4} \
+        --out bench/distill_transfer                                   # the runs of a make bench dataset
 
-Writes bench/<name>_results.json and .md (the per-run results are kept in the json under `per_run`)."""
+Writes bench/<name>_results.json and .md, or --out's (the per-run results are kept in the json under `per_run`)."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +25,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,12 +103,17 @@ def summarize(bench: Bench, per_run: dict[str, dict]) -> dict:
     return out
 
 
+def bench_for(name: str, ref: str | None) -> Bench:
+    """The benchmark, with another reference row if given (the current default's row, say)."""
+    return replace(BENCHES[name], ref=ref) if ref else BENCHES[name]
+
+
 def markdown(name: str, result: dict) -> str:
-    bench = BENCHES[name]
+    bench = bench_for(name, result.get("ref"))
     runs = result["runs"]
     lines = [f"# {name} benchmark over {len(runs)} seeds", "",
-             f"Command: `{result['command']}`. Runs: {', '.join(f'`{r}`' for r in runs)} (`make seeds`: the seed "
-             "changes the split, the initialisation and the batch order); seeds "
+             f"Command: `{result['command']}`. Runs: {', '.join(f'`{r}`' for r in runs)} (finished pipeline runs, "
+             "`make seeds` or `make bench`: the seed changes the split, the initialisation and the batch order); seeds "
              f"{result['seeds']}. Per row: mean ± std (n - 1) over the runs, and the change against "
              f"`{bench.ref}` taken within each run (paired, so the split's own noise cancels). **Outside noise**: "
              "|mean change| > 2 std of the per-run changes and every run agrees on its sign. Choices are made on "
@@ -145,12 +152,20 @@ def main() -> None:
                                    "say); with --render-only it is added to the existing result")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a run's result from an earlier call (e.g. one started while make seeds still ran)")
+    ap.add_argument("--ref", help="the row every other is compared with (default: the benchmark's: no_kd, student, "
+                                   "pruned_fp32); with --render-only it recomputes the changes")
+    ap.add_argument("--out", type=Path, help="with one benchmark: write OUT.json and OUT.md (default "
+                                             "bench/<name>_results), its per-run results under bench/work/over_seeds/<OUT's name>")
     args = ap.parse_args()
+    if args.out and len(args.benches) != 1:
+        sys.exit("over_seeds: --out names one result: give one benchmark with it")
     for name in args.benches:
-        out = ROOT / "bench" / f"{name}_results"
+        out = args.out.resolve() if args.out else ROOT / "bench" / f"{name}_results"
         if args.render_only:  # the summary is recomputed from the per-run results (pure arithmetic)
             result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-            result["summary"] = summarize(BENCHES[name], result["per_run"])
+            if args.ref:
+                result["ref"] = args.ref
+            result["summary"] = summarize(bench_for(name, result.get("ref")), result["per_run"])
             if args.note:
                 result["note"] = args.note
             out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
@@ -158,12 +173,12 @@ def main() -> None:
             missing = [str(r) for r in args.runs if not (r / "metrics" / "export.json").exists()]
             if missing:
                 sys.exit(f"over_seeds: no finished pipeline run in {', '.join(missing)}: run `make seeds` first")
-            work = ROOT / "bench" / "work" / "over_seeds" / name
+            work = ROOT / "bench" / "work" / "over_seeds" / (out.name if args.out else name)
             per_run = {r.name: run_in(r.resolve(), name, work / r.name, args.reuse, args.only) for r in args.runs}
             seeds = [load_params(r / "params.yaml")["seed"] for r in args.runs]
             result = {"command": "python -m bench.over_seeds " + " ".join(sys.argv[1:]), "runs": list(per_run),
                       "seeds": seeds, "only": args.only, "note": args.note,
-                      "summary": summarize(BENCHES[name], per_run), "per_run": per_run}
+                      "ref": args.ref, "summary": summarize(bench_for(name, args.ref), per_run), "per_run": per_run}
             out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
         out.with_suffix(".md").write_text(markdown(name, result), encoding="utf-8")
         print(markdown(name, result))

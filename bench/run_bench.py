@@ -288,13 +288,32 @@ def fmt(v, digits=4):
 
 
 
+def code_files(root: Path) -> dict[str, bytes]:
+    """The pipeline code a run copies (CODE less params.yaml, compared on its own), by path: what --resume
+    compares, so that a run made by other code is never kept."""
+    files = {}
+    for item in CODE:
+        src = root / item
+        if item == "params.yaml" or not src.exists():
+            continue
+        paths = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file()
+                                                     and "__pycache__" not in p.parts)
+        files.update({str(p.relative_to(root)): p.read_bytes() for p in paths})
+    return files
+
+
 def finished_run(work: Path, params: dict) -> dict | None:
-    """The record of the run in `work` if it finished (export ran, the record was written) with these params."""
+    """The record of the run in `work` if it finished (export ran, the record was written) with these params
+    and this code."""
     record = work / RUN_FILE
     if not ((work / "metrics" / "export.json").exists() and record.exists()):
         return None
     if yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8")) != workdir_params(params):
         print(f"[bench] {work}: finished, but with other params: running it again", flush=True)
+        return None
+    if code_files(work) != code_files(ROOT):
+        print(f"[bench] {work}: finished, but by other code (stages/, banglacompress/ or dvc.yaml changed since): "
+              "running it again", flush=True)
         return None
     return json.loads(record.read_text(encoding="utf-8"))
 

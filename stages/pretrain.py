@@ -2,8 +2,9 @@
 pretrain.corpora, never a val or test text). train_teacher starts from models/pretrained when pretraining
 applies (pretrain.enabled: auto = a scratch teacher); otherwise this writes notes and exits."""
 from banglacompress.config import load_params, log_config, stage_main, write_json
-from banglacompress.pretrain import (CORPUS_FILE, PRETRAINED_DIR, check_pretrain_params, pretrain_mlm,
-                                     pretraining_applies, read_corpus, write_skipped)
+from banglacompress.data import CORPUS_FILE, read_corpus
+from banglacompress.pretrain import (PRETRAINED_DIR, check_pretrain_params, pretrain_mlm, pretraining_applies,
+                                     write_skipped)
 from banglacompress.train import configure_torch
 
 

@@ -75,6 +75,7 @@ def tiny_params(data_path, **data_overrides) -> dict:
     # No pretraining unless a test asks (the DVC smoke and remote tests, test_pretrain): most tests run
     # train_teacher as a script on its own. When on: one epoch on the train split alone.
     params["pretrain"].update(enabled=False, corpora=[], epochs=1, batch_size=16)
+    params["distill"]["transfer"] = "train"  # no corpus either (data/pretrain_corpus.txt) unless a test asks
     params["threads"] = 1  # tiny models: a second thread only waits for the first
     params["evaluate"].update(latency_samples=20)
     return params

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from banglacompress.config import UserError
-from banglacompress.data import Encoded
+from banglacompress.data import Encoded, load_split, prepare_splits
 from banglacompress.distill import (KD_METHODS, attention_term, build_kd, check_distill_params, copied_layers, hidden_term,
-                                    make_projections, resolve_layer_map, student_from_teacher, uniform_layer_map,
-                                    FeatureKD)
+                                    make_projections, resolve_layer_map, student_from_teacher, teacher_labels,
+                                    train_student, uniform_layer_map, FeatureKD)
 from banglacompress.models import build_scratch_with_tokenizer, encoder_blocks, train_tokenizer
-from banglacompress.train import fit, predict_logits
+from banglacompress.train import fit, predict_logits, train_teacher
 from conftest import run_stage, synthetic_frame, tiny_params, write_params
 
 TASKS = {  # task -> (text column, label columns, label names, num_labels)
@@ -263,3 +263,56 @@ def test_an_option_the_method_does_not_take_is_an_error_that_names_it():
                  torch.zeros(3, 1))
     assert set(KD_METHODS["multi_level"].options) == {"hidden_weight", "attention_weight", "attention_loss",
                                                       "layer_map"}
+
+
+# --------------------------------------------------------------------------- transfer set (distill.transfer)
+@pytest.fixture(scope="module")
+def tiny_teacher_run(tmp_path_factory):
+    """Prepared splits and a one-epoch tiny teacher, made by the stages' own functions."""
+    work = tmp_path_factory.mktemp("transfer")
+    data = work / "synthetic.csv"
+    synthetic_frame("binary", n=300).to_csv(data, index=False)
+    params = tiny_params(data)
+    (work / "prepared").mkdir()
+    prepare_splits(params["data"], 42, work / "prepared")
+    train_teacher({**params["teacher"], "epochs": 1}, prepared=work / "prepared", out_dir=work / "teacher", seed=42,
+                  max_length=32)
+    return work, params
+
+
+def _distill(work, params, corpus, transfer):
+    cfg = {**params["distill"], "epochs": 1, "transfer": transfer}
+    return train_student(cfg, params["student"], prepared=work / "prepared", teacher_dir=work / "teacher",
+                         out_dir=work / f"student_{transfer}", seed=42, max_length=32, corpus=corpus)
+
+
+def test_transfer_corpus_adds_its_non_train_texts_labelled_by_the_teacher(tiny_teacher_run):
+    work, params = tiny_teacher_run
+    train = load_split(work / "prepared", "train")[0]
+    extra = [synthetic_frame("binary", n=60, seed=9)["Comments"].iloc[i] + " নতুন" for i in range(60)]
+    corpus = work / "corpus.txt"
+    corpus.write_text("".join(t + "\n" for t in train[:50] + extra), encoding="utf-8")  # train texts come once
+    metrics = _distill(work, params, corpus, "corpus")
+    assert metrics["transfer_rows"] == {"labelled": len(train), "teacher_labelled": len(set(extra))}
+    assert _distill(work, params, corpus, "train")["transfer_rows"] == {"labelled": len(train), "teacher_labelled": 0}
+
+
+def test_transfer_corpus_on_an_empty_corpus_is_an_error_that_says_why(tiny_teacher_run):
+    work, params = tiny_teacher_run
+    empty = work / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(UserError, match="distill.transfer=corpus, but .* is empty"):
+        _distill(work, params, empty, "corpus")
+    with pytest.raises(UserError, match="distill.transfer"):
+        check_distill_params({"method": "logit", "alpha": 0.5, "temperature": 2.0, "transfer": "everything"})
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_teacher_labels_have_the_train_targets_shape_and_type(task):
+    _, y, _ = _data(task, n=12)
+    k = TASKS[task][3]
+    logits = np.random.default_rng(0).normal(size=(5, k)).astype(np.float32)
+    labels = teacher_labels(task, logits, [0.5] * k if task != "multiclass" else None, y)
+    assert labels.shape == (5, *y.shape[1:]) and labels.dtype == y.dtype
+    expected = logits.argmax(1) if task == "multiclass" else (logits >= 0).astype(y.dtype)
+    assert np.array_equal(labels, expected)

@@ -26,6 +26,7 @@ def test_dvc_repro_smoke_and_caching(repo, tmp_path):
     synthetic_frame("binary", n=1200).to_csv(data, index=False)
     params = tiny_params(data, **overrides)
     params["pretrain"]["enabled"] = "auto"  # as shipped: the scratch teacher starts from models/pretrained
+    params["distill"]["transfer"] = "corpus"  # as shipped: distilled on the pretraining corpus too
     # Fine-tuning a pretrained encoder wants a lower lr (as the default teacher.lr): at tiny_params' 0.003
     # over 3 epochs this tiny pretrained teacher stayed at the majority class; 0.001 over 4 learns it.
     params["teacher"].update(lr=0.001, epochs=4)

@@ -13,12 +13,12 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
 
 from banglacompress.config import UserError, load_params
-from banglacompress.data import clean_text, near_duplicate_key, prepare_splits
+from banglacompress.data import clean_text, near_duplicate_key, prepare_splits, read_corpus, write_corpus
 from banglacompress.integrity import verify_checksums
 from banglacompress.models import SCRATCH_FAMILIES, build_model, load_pretrained, save_tokenizer, train_tokenizer
 from banglacompress.pretrain import (MASKED_HEADS, MaskedTexts, PRETRAINED_DIR, check_pretrain_params, mask_words,
-                                     mlm_loss, pretrain_mlm, pretraining_applies, pretraining_corpus, read_corpus,
-                                     scratch_mlm, teacher_start, word_starts, write_corpus)
+                                     corpus_readers, mlm_loss, pretrain_mlm, pretraining_applies, pretraining_corpus,
+                                     scratch_mlm, teacher_start, word_starts)
 from banglacompress.train import train_teacher
 from conftest import NEUTRAL, ROOT, TINY_ARCH, copy_project, synthetic_frame, tiny_params, venv_env, write_params
 
@@ -115,6 +115,14 @@ def test_auto_pretrains_a_scratch_teacher_and_not_a_hub_one(tmp_path, monkeypatc
             assert pretraining_applies({**shipped["pretrain"], "enabled": enabled}, teacher) is expected
     off = {**shipped, "pretrain": {**shipped["pretrain"], "enabled": False}}
     assert teacher_start(off) == shipped["teacher"]
+
+
+def test_the_corpus_is_built_for_each_stage_that_reads_it():
+    shipped = load_params(ROOT / "params.yaml")
+    hub = {**shipped, "teacher": {**shipped["teacher"], "model": "csebuetnlp/banglabert"}}
+    for params, transfer, expected in ((shipped, "train", ["pretrain"]), (shipped, "corpus", ["pretrain", "distill"]),
+                                       (hub, "train", []), (hub, "corpus", ["distill"])):
+        assert corpus_readers({**params, "distill": {**params["distill"], "transfer": transfer}}) == expected
 
 
 def test_corpus_file_round_trips_every_text(tmp_path):
@@ -316,10 +324,11 @@ def test_domain_adaptive_pretraining_of_a_local_masked_lm(tmp_path):
 
 
 # --------------------------------------------------------------------------- the stage
-def _stage_repo(tmp_path, name, teacher_model="scratch", **pretrain):
+def _stage_repo(tmp_path, name, teacher_model="scratch", transfer="train", **pretrain):
     repo = copy_project(tmp_path / name)
     params = tiny_params(tmp_path / "unused.csv")
     params["teacher"].update(scratch=dict(TINY_ARCH), model=teacher_model)
+    params["distill"]["transfer"] = transfer
     params["pretrain"].update(pretrain)
     write_params(repo, params)
     prepared = _prepared(tmp_path / f"{name}_data")
@@ -361,8 +370,16 @@ def test_stage_skips_a_hub_teacher_and_missing_corpus_names_make_data(tmp_path):
     defaults = load_params(ROOT / "params.yaml")["pretrain"]["corpora"]
     hub = _stage_repo(tmp_path, "hub", teacher_model="nobody/no-such-model", corpora=defaults, enabled="auto")
     on = _stage_repo(tmp_path, "on", corpora=defaults, enabled="auto")  # data/raw is empty
-    runs = [_start(hub), _start(on)]
-    (_, hub_err), (_, on_err) = (run.communicate(timeout=240) for run in runs)
+    # a hub teacher distilled with distill.transfer: corpus: the corpus is built for distill, the pretraining skipped
+    extra = tmp_path / "extra.csv"
+    pd.DataFrame({"text": _chains()}).to_csv(extra, index=False, encoding="utf-8")
+    transfer = _stage_repo(tmp_path, "transfer", teacher_model="nobody/no-such-model", transfer="corpus",
+                           corpora=[{"path": str(extra), "text_column": "text"}], enabled="auto")
+    runs = [_start(hub), _start(on), _start(transfer)]
+    (_, hub_err), (_, on_err), (_, transfer_err) = (run.communicate(timeout=240) for run in runs)
+    assert runs[2].returncode == 0, transfer_err[-2000:]
+    assert len(read_corpus(transfer / "data" / "pretrain_corpus.txt")) > 0
+    assert json.loads((transfer / "metrics" / "pretrain.json").read_text())["skipped"] is True
     assert runs[0].returncode == 0, hub_err[-2000:]
     record = json.loads((hub / "metrics" / "pretrain.json").read_text())
     assert record["skipped"] is True and "nobody/no-such-model" in record["reason"]

@@ -76,6 +76,7 @@ def origin(tmp_path_factory) -> Origin:
     repo = copy_project(work / "origin")
     params = tiny_params(data)
     params["pretrain"]["enabled"] = "auto"  # as shipped: models/pretrained is pushed and pulled like the rest
+    params["distill"]["transfer"] = "corpus"  # as shipped
     params["prune"]["calib_samples"] = 64  # calibration is not under test
     params["evaluate"].update(latency_samples=5, references=False)  # nor timing, nor the ONNX reference rows
     write_params(repo, params)

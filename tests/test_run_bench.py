@@ -178,6 +178,12 @@ def test_resume_reruns_nothing_finished_and_only_what_is_not(quick_bench, monkey
     seed42 = run_bench.run_params(datasets["binary"], 42, base)
     assert run_bench.finished_run(work / "binary" / "seed42", seed42) is not None
     assert run_bench.finished_run(work / "binary" / "seed42", {**seed42, "seed": 7}) is None
+    # Other code (a stage's module edited since): not finished either, and the message says why.
+    module = work / "binary" / "seed42" / "banglacompress" / "distill.py"
+    original = module.read_bytes()
+    module.write_bytes(original + b"# edited\n")
+    assert run_bench.finished_run(work / "binary" / "seed42", seed42) is None
+    module.write_bytes(original)
     # An interrupted run (no record yet) runs again, the others are kept.
     (work / "binary" / "seed43" / run_bench.RUN_FILE).unlink()
     again = run_bench.bench(datasets, SEEDS, base, resume=True, **kwargs)
