@@ -9,6 +9,9 @@ choice is made on val macro-F1 (thresholds tuned on val); test macro-F1 is score
 only reported.
 
     nice -n 10 .venv/bin/python -m bench.bench_pretrain --seeds 42 43 44    # after `make data`, dvc repro prepare
+    # on the runs of `make bench` instead: each seed's own split; mlm_train_corpora is the run's own pretrained
+    # encoder when the run made it from the same corpus, params and code (reused, not recomputed)
+    .venv/bin/python -m bench.bench_pretrain --work bench/work/hatespeech --seeds 42 43 44
     .venv/bin/python -m bench.bench_pretrain --quick --out /tmp/bp           # smoke run: tiny teacher, 1 epoch
 
 --corpus PATH=COLUMN (repeatable) replaces pretrain.corpora. Writes <out>.json and <out>.md (default
@@ -30,7 +33,7 @@ from banglacompress.pretrain import check_pretrain_params, pretrain_mlm, pretrai
 from banglacompress.train import configure_torch, score_split, train_teacher
 
 from .bench_pooling import quick_prepared
-from .run_bench import machine, stats
+from .run_bench import ROOT, RUN_FILE, code_files, machine, stats
 
 VARIANTS = {"none": "no pretraining", "mlm_train": "MLM on the train split only",
             "mlm_train_corpora": "MLM on the train split + pretrain.corpora"}
@@ -51,11 +54,37 @@ def corpora_for(variant: str, ctx: dict) -> list[dict] | None:
     return {"none": None, "mlm_train": [], "mlm_train_corpora": ctx["corpora"]}[variant]
 
 
+def bench_run_pretrained(run: Path, texts: list[str], pretrain: dict) -> dict | None:
+    """The pretrained encoder of a finished `make bench` run, with its pretraining wall time and metrics, when
+    that run pretrained on exactly these texts with these pretrain params and this code; else None."""
+    record, corpus, model = run / RUN_FILE, run / "data" / "pretrain_corpus.txt", run / "models" / "pretrained"
+    if not (record.exists() and corpus.exists() and (model / "config.json").exists()):
+        return None
+    same = (corpus.read_text(encoding="utf-8") == "".join(t + "\n" for t in texts)
+            and {k: v for k, v in check_pretrain_params(load_params(run / "params.yaml")["pretrain"]).items()
+                 if k != "corpora"}
+            == {k: v for k, v in pretrain.items() if k != "corpora"} and code_files(run) == code_files(ROOT))
+    if not same:
+        return None
+    metrics = json.loads((run / "metrics" / "pretrain.json").read_text(encoding="utf-8"))
+    return {"dir": model, "seconds": json.loads(record.read_text(encoding="utf-8"))["stages"]["pretrain"]["seconds"],
+            "metrics": metrics}
+
+
 def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
-    """Pretrain (unless `none`) and fine-tune one teacher; score it once on test after reloading it."""
+    """Pretrain (unless `none`) and fine-tune one teacher; score it once on test after reloading it. With
+    --work, mlm_train_corpora reuses the make-bench run's own pretrained encoder when it is the same computation."""
     row = {"variant": variant, "seed": seed}
     teacher_cfg = ctx["teacher"]
-    if corpora_for(variant, ctx) is not None:
+    reused = (bench_run_pretrained(ctx["runs"][seed], ctx["corpus"][variant][0], ctx["pretrain"])
+              if ctx.get("runs") and variant == "mlm_train_corpora" else None)
+    if reused:
+        pre = reused["metrics"]
+        row.update(pretrain_seconds=reused["seconds"], pretrain_texts=pre["texts_train"],
+                   tokens_seen=pre["tokens_seen"], final_val_perplexity=pre["final_val_perplexity"],
+                   pretrained_from=str(reused["dir"]))
+        teacher_cfg = {**teacher_cfg, "model": str(reused["dir"])}
+    elif corpora_for(variant, ctx) is not None:
         texts, counts = ctx["corpus"][variant]
         start = time.perf_counter()
         pre = pretrain_mlm(ctx["pretrain"], texts=texts, out_dir=work / f"{variant}_{seed}_pretrained", seed=seed,
@@ -101,7 +130,8 @@ def render(header: dict, rows: list[dict]) -> str:
     lines = ["# Teacher with and without masked-LM pretraining", "",
              f"Teacher params from params.yaml (`teacher`, cv_folds 0{quick}), "
              f"pretraining params from params.yaml (`pretrain`), seeds {header['seeds']}; "
-             f"{header['train_rows']} train / {header['val_rows']} val / {header['test_rows']} test rows "
+             f"{'/'.join(map(str, header['train_rows']))} train / {'/'.join(map(str, header['val_rows']))} val / "
+             f"{'/'.join(map(str, header['test_rows']))} test rows "
              f"(`{header['prepared']}`); {header['machine']['cpu']}, {header['threads']} torch threads, "
              f"torch {header['machine']['torch']}. Command: `{header['command']}`", "",
              "Chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is reported, never used. "
@@ -143,6 +173,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[42])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--work", help="a make-bench dataset directory (bench/work/hatespeech): seed N uses "
+                                   "<work>/seed<N>/data/prepared, its own split, instead of --prepared")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--corpus", action="append", type=parse_corpus, help="PATH=TEXT_COLUMN; replaces pretrain.corpora")
     ap.add_argument("--out", default=None,
@@ -164,21 +196,32 @@ def main() -> None:
         teacher.update(scratch=QUICK_ARCH, epochs=1, patience=0)
         pretrain.update(epochs=1, max_texts=QUICK_TEXTS)
     max_length = params["data"]["max_length"]
+    if args.work:
+        runs = {seed: Path(args.work) / f"seed{seed}" for seed in args.seeds}
+        if missing := [str(r) for r in runs.values() if not (r / "data" / "prepared" / "meta.json").exists()]:
+            sys.exit(f"error: no prepared split in {', '.join(missing)}: run `make bench` (its runs) first")
     with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as tmp:
-        prepared = quick_prepared(args.prepared, Path(tmp)) if args.quick else args.prepared
-        train, val, test = (load_split(prepared, s) for s in ("train", "val", "test"))
-        ctx = dict(teacher=teacher, pretrain=pretrain, corpora=pretrain["corpora"], prepared=prepared,
-                   max_length=max_length, test_texts=test[0], y_test=test[1], corpus={})
-        for variant in args.variants:  # the corpus does not depend on the seed: built once per variant
-            if corpora_for(variant, ctx) is not None:
-                ctx["corpus"][variant] = pretraining_corpus(train[0], corpora_for(variant, ctx), val[0] + test[0])
-        header = dict(quick=args.quick, seeds=args.seeds, prepared=args.prepared, train_rows=len(train[0]),
-                      val_rows=len(val[0]), test_rows=len(test[0]), threads=params["threads"], machine=machine(),
-                      teacher=teacher, pretrain=pretrain,
-                      corpus_counts={v: counts for v, (_, counts) in ctx["corpus"].items()},
-                      command="python -m bench.bench_pretrain " + " ".join(sys.argv[1:]))
-        rows = []
+        header = dict(quick=args.quick, seeds=args.seeds, threads=params["threads"], machine=machine(),
+                      teacher=teacher, pretrain=pretrain, corpus_counts={}, train_rows=[], val_rows=[], test_rows=[],
+                      prepared=f"{args.work}/seed<N>/data/prepared, each seed's own split" if args.work
+                      else args.prepared, command="python -m bench.bench_pretrain " + " ".join(sys.argv[1:]))
+        rows, ctx = [], None
         for seed in args.seeds:
+            if ctx is None or args.work:  # one split for every seed, or (--work) each seed's own
+                prepared = str(runs[seed] / "data" / "prepared") if args.work else args.prepared
+                prepared = quick_prepared(prepared, Path(tmp) / f"s{seed}") if args.quick else prepared
+                train, val, test = (load_split(prepared, s) for s in ("train", "val", "test"))
+                ctx = dict(teacher=teacher, pretrain=pretrain, corpora=pretrain["corpora"], prepared=prepared,
+                           max_length=max_length, test_texts=test[0], y_test=test[1], corpus={},
+                           runs=runs if args.work else None)
+                for variant in args.variants:  # the corpus depends on the split, not on the seed
+                    if corpora_for(variant, ctx) is not None:
+                        ctx["corpus"][variant] = pretraining_corpus(train[0], corpora_for(variant, ctx),
+                                                                    val[0] + test[0])
+                        header["corpus_counts"][variant + (f" (seed {seed})" if args.work else "")] = \
+                            ctx["corpus"][variant][1]
+                for key, split in (("train_rows", train), ("val_rows", val), ("test_rows", test)):
+                    header[key].append(len(split[0]))
             for variant in args.variants:
                 rows.append(run_one(variant, seed, ctx, Path(tmp)))
                 print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)

@@ -39,10 +39,17 @@ def one_run(model: str, threads: int | None) -> float:
 
 
 def import_seconds() -> float:
-    """Seconds for a process that only starts Python and imports the predict module, then exits."""
+    """Seconds for a process that only starts Python and imports the predict module, to the line it prints
+    right after: stopped where one_run stops (at output), so neither counts the interpreter's exit, which
+    tears torch down for about a second."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import banglacompress.predict"], check=True)
-    return time.perf_counter() - start
+    proc = subprocess.Popen([sys.executable, "-c", "import banglacompress.predict; print('imported', flush=True)"],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    seconds = time.perf_counter() - start
+    if proc.wait() != 0 or line.strip() != "imported":
+        sys.exit("cold_start: importing banglacompress.predict failed")
+    return seconds
 
 
 HEAVY = ("torch", "transformers", "bitsandbytes", "sklearn", "onnxruntime", "onnx", "accelerate", "dvclive",
