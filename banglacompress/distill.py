@@ -299,9 +299,9 @@ def corpus_transfer(train_texts: list[str], corpus: str | Path) -> list[str]:
     """The pretraining corpus's texts that are not train texts: unlabelled, and already free of every val and
     test text (the pretrain_corpus stage removed their near-duplicates)."""
     texts = read_corpus(corpus)
-    require(texts, f"distill.transfer=corpus, but {corpus} is empty: pretraining does not apply (pretrain.enabled, "
-                   "teacher.model), so pretrain_corpus read no corpus. Set pretrain.enabled: true, or "
-                   "distill.transfer: train")
+    require(texts, f"distill.transfer=corpus, but {corpus} is empty: run the pretrain_corpus stage (`dvc repro "
+                   "pretrain_corpus` builds it whenever distill.transfer is corpus; pretrain.corpora lists its "
+                   "sources), or set distill.transfer: train")
     train = set(train_texts)
     return [t for t in texts if t not in train]
 
