@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 from banglacompress.config import load_params
-from banglacompress.data import load_split
+from banglacompress.data import load_split, read_corpus
 from banglacompress.models import load_model_dir
 from banglacompress.pretrain import check_pretrain_params, pretrain_mlm, pretraining_corpus
 from banglacompress.train import configure_torch, score_split, train_teacher
@@ -60,7 +60,7 @@ def bench_run_pretrained(run: Path, texts: list[str], pretrain: dict) -> dict | 
     record, corpus, model = run / RUN_FILE, run / "data" / "pretrain_corpus.txt", run / "models" / "pretrained"
     if not (record.exists() and corpus.exists() and (model / "config.json").exists()):
         return None
-    same = (corpus.read_text(encoding="utf-8") == "".join(t + "\n" for t in texts)
+    same = (read_corpus(corpus) == texts
             and {k: v for k, v in check_pretrain_params(load_params(run / "params.yaml")["pretrain"]).items()
                  if k != "corpora"}
             == {k: v for k, v in pretrain.items() if k != "corpora"} and code_files(run) == code_files(ROOT))
