@@ -33,7 +33,7 @@ from banglacompress.pretrain import check_pretrain_params, pretrain_mlm, pretrai
 from banglacompress.train import configure_torch, score_split, train_teacher
 
 from .bench_pooling import quick_prepared
-from .run_bench import ROOT, RUN_FILE, code_files, machine, stats
+from .run_bench import ROOT, RUN_FILE, code_files, machine, same_cpu, stats
 
 VARIANTS = {"none": "no pretraining", "mlm_train": "MLM on the train split only",
             "mlm_train_corpora": "MLM on the train split + pretrain.corpora"}
@@ -56,14 +56,15 @@ def corpora_for(variant: str, ctx: dict) -> list[dict] | None:
 
 def bench_run_pretrained(run: Path, texts: list[str], pretrain: dict) -> dict | None:
     """The pretrained encoder of a finished `make bench` run, with its pretraining wall time and metrics, when
-    that run pretrained on exactly these texts with these pretrain params and this code; else None."""
+    that run pretrained on exactly these texts with these pretrain params, this code and this CPU type; else None."""
     record, corpus, model = run / RUN_FILE, run / "data" / "pretrain_corpus.txt", run / "models" / "pretrained"
     if not (record.exists() and corpus.exists() and (model / "config.json").exists()):
         return None
     same = (read_corpus(corpus) == texts
             and {k: v for k, v in check_pretrain_params(load_params(run / "params.yaml")["pretrain"]).items()
                  if k != "corpora"}
-            == {k: v for k, v in pretrain.items() if k != "corpora"} and code_files(run) == code_files(ROOT))
+            == {k: v for k, v in pretrain.items() if k != "corpora"} and code_files(run) == code_files(ROOT)
+            and same_cpu(json.loads(record.read_text(encoding="utf-8"))))
     if not same:
         return None
     metrics = json.loads((run / "metrics" / "pretrain.json").read_text(encoding="utf-8"))

@@ -88,6 +88,9 @@ PREDECESSOR = {"prune": {**{k: None for k in prune.OPTION_KEYS}, "method": "magn
 TARGETS = {"f1_retained": 0.97, "compression": 15.0, "speedup": 4.0, "repro_minutes": 30.0}
 CODE = ("stages", "banglacompress", "dvc.yaml", "params.yaml")
 RUN_FILE = "bench_run.json"  # a run's record (stage times, rows, targets), written last: there means finished
+# Stages a rerun takes from the run made in the same directory before, when their deps and params are the same
+# (reused_stage): pretraining, which takes 13-17 of a run's ~22 minutes and only depends on the text side.
+REUSABLE = ("pretrain",)
 
 # --quick: models small enough that a whole run takes seconds (the sizes of the tests' tiny_params), pretraining
 # on the train split alone, a few texts timed, and a 5% sample of each single-file dataset. Checks the wiring only.
@@ -188,11 +191,70 @@ def run_stage(work: Path, stage: str, in_process: bool = False) -> dict:
     return {"seconds": round(seconds, 1), "peak_rss_mb": peak}
 
 
+def set_aside(work: Path) -> Path | None:
+    """The finished run last made in `work`, moved next to it (so that make_workdir starts clean) for
+    reused_stage to draw on; None when there is none. An unfinished run is not kept, but a run it interrupted
+    before it finished is still set aside from then."""
+    previous = work.with_name(f".{work.name}.previous")
+    if (work / RUN_FILE).exists():
+        if previous.exists():
+            shutil.rmtree(previous)
+        work.rename(previous)
+    return previous if (previous / RUN_FILE).exists() else None
+
+
+def _lookup(params: dict, key: str):
+    for part in key.split("."):
+        params = params.get(part) if isinstance(params, dict) else None
+    return params
+
+
+def _tree(path: Path) -> dict[str, bytes] | None:
+    """A file's or a directory's bytes by relative path; None when it is missing."""
+    if path.is_file():
+        return {"": path.read_bytes()}
+    if not path.is_dir():
+        return None
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def reused_stage(previous: Path, work: Path, stage: str) -> dict | None:
+    """DVC's rule between two scratch copies: when every dep of `stage` (dvc.yaml) has the same bytes in
+    `previous` and `work`, and every param it lists the same value, the stage would compute the same outputs
+    (the stages are deterministic on one machine: README, Reproducibility), so they are copied from `previous`
+    and its recorded wall time and memory are returned, marked `reused`. Else None: the stage runs."""
+    spec = yaml.safe_load((work / "dvc.yaml").read_text(encoding="utf-8"))["stages"][stage]
+    before, now = (yaml.safe_load((d / "params.yaml").read_text(encoding="utf-8")) for d in (previous, work))
+    record = json.loads((previous / RUN_FILE).read_text(encoding="utf-8"))
+    if not same_cpu(record):
+        return None
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
+    if (any(_tree(previous / dep) is None or _tree(previous / dep) != _tree(work / dep) for dep in spec["deps"])
+            or any(_lookup(before, key) != _lookup(now, key) for key in spec.get("params", []))
+            or not all((previous / out).exists() for out in outs)):
+        return None
+    for out in outs:
+        (work / out).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if (previous / out).is_dir() else shutil.copy)(previous / out, work / out)
+    took = record["stages"][stage]
+    print(f"[bench] {work.parent.name}/{work.name}/{stage}: reused from the previous run here (same deps, params "
+          f"and CPU type), which took {took['seconds']:.1f}s", flush=True)
+    return {**took, "reused": True}
+
+
 def run_pipeline(work: Path, params: dict, in_process: bool = False) -> tuple[Path, dict]:
     """Every stage in a scratch copy at `work`, then the predecessor's prune and quantize in a copy next to it
-    that shares its data, teacher and student. Returns (the predecessor's copy, stage wall times and memory)."""
+    that shares its data, teacher and student. Returns (the predecessor's copy, stage wall times and memory).
+    Pretraining, most of a run's time, is reused from the run made here before when DVC would skip it too."""
+    previous = set_aside(work)
     make_workdir(work, params)
-    stages = {stage: run_stage(work, stage, in_process) for stage in PIPELINE}
+    stages = {}
+    for stage in PIPELINE:
+        stages[stage] = ((previous and stage in REUSABLE and reused_stage(previous, work, stage))
+                         or run_stage(work, stage, in_process))
+    if previous:
+        shutil.rmtree(previous)
     old = copy.deepcopy(params)
     for group, overrides in PREDECESSOR.items():
         old[group].update(overrides)
@@ -264,9 +326,17 @@ def targets(result: dict, stages: dict) -> dict:
             "repro_minutes": (repro_minutes, repro_minutes <= TARGETS["repro_minutes"])}
 
 
+def cpu_type() -> str:
+    """The CPU model and whether it has AVX-512: float kernels, and so trained weights, differ across the two
+    (README, Reproducibility), so runs are only reused or resumed on the same type."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.processor())
+    return name + (", AVX-512" if " avx512f" in info else "")
+
+
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_type()
     return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "onnxruntime": onnxruntime.__version__, "scikit-learn": sklearn.__version__,
@@ -315,7 +385,16 @@ def finished_run(work: Path, params: dict) -> dict | None:
         print(f"[bench] {work}: finished, but by other code (stages/, banglacompress/ or dvc.yaml changed since): "
               "running it again", flush=True)
         return None
-    return json.loads(record.read_text(encoding="utf-8"))
+    run = json.loads(record.read_text(encoding="utf-8"))
+    if not same_cpu(run):
+        print(f"[bench] {work}: finished, but on another CPU type ({run['cpu']}): running it again", flush=True)
+        return None
+    return run
+
+
+def same_cpu(run: dict) -> bool:
+    """Whether a run's record was made on this CPU type (records from before the field existed: assumed so)."""
+    return run.get("cpu", cpu_type()) == cpu_type()
 
 
 def bench_run(work: Path, params: dict, *, samples: int, threads: int, resume: bool = False,
@@ -328,7 +407,8 @@ def bench_run(work: Path, params: dict, *, samples: int, threads: int, resume: b
     pred, stages = run_pipeline(work, params, in_process)
     result = measure(work, pred, samples, threads)
     run = {"seed": params["seed"], "work": str(work.relative_to(ROOT) if work.is_relative_to(ROOT) else work),
-           "threads": threads, "stages": stages, "result": result, "targets": targets(result, stages)}
+           "cpu": cpu_type(), "threads": threads, "stages": stages, "result": result,
+           "targets": targets(result, stages)}
     run = json.loads(json.dumps(run, default=float))  # numpy numbers -> JSON's: the same record as a resumed run's
     (work / RUN_FILE).write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
     return run
@@ -377,7 +457,7 @@ def run_tables(w, name: str, run: dict) -> None:
     w()
     w("Stage wall s (peak MB): " + " · ".join(
         f"{stage} {s['seconds']:.1f}" + (f" ({s['peak_rss_mb']:.0f})" if s["peak_rss_mb"] else "")
-        for stage, s in run["stages"].items()))
+        + (" reused" if s.get("reused") else "") for stage, s in run["stages"].items()))
     names = {"f1_retained": "F1 kept ≥ 0.97", "compression": "≥ 15× smaller",
              "speedup": "≥ 4× faster (batch 1 p50)", "beats_tfidf": "final − TF-IDF ≥ 0",
              "repro_minutes": f"pipeline ≤ {TARGETS['repro_minutes']:.0f} min"}

@@ -193,6 +193,38 @@ def test_resume_reruns_nothing_finished_and_only_what_is_not(quick_bench, monkey
     assert [r["seed"] for r in again["datasets"]["binary"]["runs"]] == SEEDS
 
 
+def test_a_rerun_reuses_pretraining_only_when_dvc_would_skip_it(quick_bench, monkeypatch):
+    """A label-side param changed (teacher.epochs): the rerun copies the previous run's pretrained encoder and
+    its wall time instead of pretraining again. A pretrain param changed, or another CPU type: it pretrains."""
+    saved, datasets, kwargs = quick_bench
+    work, base = kwargs["work"] / "binary" / "seed42", _quick_base()
+    calls, real = [], run_bench.run_stage
+    monkeypatch.setattr(run_bench, "run_stage", lambda path, stage, in_process=False: calls.append(
+        (path.name, stage)) or real(path, stage, in_process))
+    pretrained = {p.name: p.read_bytes() for p in (work / "models/pretrained").iterdir() if p.is_file()}
+    took = json.loads((work / run_bench.RUN_FILE).read_text(encoding="utf-8"))["stages"]["pretrain"]
+    only = {"binary": datasets["binary"]}
+    kwargs = {**kwargs, "out": kwargs["out"].with_name("RESULTS_rerun")}
+
+    base["teacher"]["epochs"] += 1
+    run = run_bench.bench(only, [42], base, resume=True, **kwargs)["datasets"]["binary"]["runs"][0]
+    assert ("seed42", "pretrain") not in calls and ("seed42", "train_teacher") in calls
+    assert run["stages"]["pretrain"] == {**took, "reused": True}
+    assert {p.name: p.read_bytes() for p in (work / "models/pretrained").iterdir() if p.is_file()} == pretrained
+    assert not work.with_name(".seed42.previous").exists()
+
+    calls.clear()
+    base["pretrain"]["mask_prob"] = 0.2
+    run = run_bench.bench(only, [42], base, resume=True, **kwargs)["datasets"]["binary"]["runs"][0]
+    assert ("seed42", "pretrain") in calls and "reused" not in run["stages"]["pretrain"]
+
+    calls.clear()
+    base["teacher"]["epochs"] += 1
+    monkeypatch.setattr(run_bench, "cpu_type", lambda: "another CPU")
+    run_bench.bench(only, [42], base, resume=True, **kwargs)
+    assert ("seed42", "pretrain") in calls
+
+
 def test_a_given_splits_spec_prepares_the_given_files_whatever_the_seed(tmp_path):
     """Like sentnob: the work dir's params carry data.split_files and the seed, and prepare keeps every given
     row (the files hold no duplicates) in its split, the same for every seed. Seed 42's prepare runs as

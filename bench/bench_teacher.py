@@ -1,0 +1,153 @@
+"""One teacher param swept on the pretrained teacher (not a test): the params.yaml teacher, with --param set to
+each of --values, fine-tuned by the train_teacher stage's own function from one pretrained encoder (default: the
+pipeline's models/pretrained), chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is scored once
+per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md) and `teacher.epochs`.
+
+    .venv/bin/python -m bench.bench_teacher --param lr --values 0.0005 0.0002 0.0001   # after dvc repro pretrain
+    # over the seeds of a `make bench` run: each seed's own split and pretrained encoder
+    .venv/bin/python -m bench.bench_teacher --param lr --values 0.0002 0.0001 --work bench/work/hatespeech \
+        --seeds 42 43 44 --out bench/teacher_lr
+
+Writes <out>.json and <out>.md (default bench/teacher_<param>)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from banglacompress.config import load_params
+from banglacompress.data import load_split
+from banglacompress.train import configure_torch
+
+from .bench_pretrain import fine_tune_and_score
+from .run_bench import machine, stats
+
+# What a sweep may set: a number the train_teacher stage reads (the encoder and its shape come from pretraining).
+SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--param", default="lr", choices=SWEEPABLE, help="the teacher param swept (default lr)")
+    ap.add_argument("--values", nargs="+", type=yaml.safe_load,
+                    help="its values, read as YAML (0.0002, 12): required unless --render-only")
+    ap.add_argument("--pretrained", default="models/pretrained")
+    ap.add_argument("--prepared", default="data/prepared")
+    ap.add_argument("--work", default=None,
+                    help="a make-bench dataset directory: with --seeds, <work>/seed<N>/models/pretrained and "
+                         "<work>/seed<N>/data/prepared at seed N replace --pretrained / --prepared")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="with --work (default: params.yaml's seed)")
+    ap.add_argument("--out", default=None, help="default bench/teacher_<param>")
+    ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md (and the summary) from OUT.json")
+    args = ap.parse_args()
+    out = args.out or f"bench/teacher_{args.param}"
+    if args.render_only:
+        result = upgrade(json.loads(Path(out + ".json").read_text(encoding="utf-8")))
+        result.update(summarize(result["rows"], result["header"]["default"]))
+        return write(result, out)
+    if not args.values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values):
+        sys.exit(f"error: give --values, numbers for teacher.{args.param} (e.g. --values 6 12)")
+    params = load_params()
+    configure_torch(params["threads"])
+    if args.seeds and not args.work:
+        sys.exit("error: --seeds needs --work (the make-bench directory that holds seed<N>/)")
+    runs = ([(seed, f"{args.work}/seed{seed}/models/pretrained", f"{args.work}/seed{seed}/data/prepared")
+             for seed in args.seeds] if args.work and args.seeds else [(params["seed"], args.pretrained, args.prepared)])
+    for _, pretrained, prepared in runs:
+        if not Path(pretrained).is_dir() or not Path(prepared).is_dir():
+            sys.exit(f"error: {pretrained} or {prepared} is missing: run `dvc repro pretrain` (or make bench) first")
+    teacher = {**params["teacher"], "cv_folds": 0}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_teacher_") as tmp:
+        for seed, pretrained, prepared in runs:
+            test = load_split(prepared, "test")[:2]
+            for value in args.values:
+                scores = fine_tune_and_score({**teacher, "model": pretrained, args.param: value}, prepared,
+                                             Path(tmp) / f"s{seed}_{args.param}{value}", seed,
+                                             params["data"]["max_length"], test,
+                                             desc=f"seed {seed} {args.param} {value}")
+                scores["seconds"] = scores.pop("finetune_seconds")
+                rows.append({"seed": seed, "value": value, **scores})
+                print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
+    header = {"command": "python -m bench.bench_teacher " + " ".join(sys.argv[1:]), "machine": machine(),
+              "runs": [{"seed": s, "pretrained": p, "prepared": d} for s, p, d in runs], "work": args.work,
+              "param": args.param, "default": params["teacher"][args.param],
+              "teacher": {k: v for k, v in teacher.items() if k not in (args.param, "model")}}
+    write({"header": header, "rows": rows, **summarize(rows, header["default"])}, out)
+
+
+def upgrade(result: dict) -> dict:
+    """A record written by this script's lr-only form (bench_teacher_lr --lrs) in today's terms: the same runs,
+    rows keyed by value, and the command that reruns them now."""
+    header = result["header"]
+    if "param" in header:
+        return result
+    header["param"], header["default"] = "lr", header.pop("default_lr")
+    header["command"] = (header["command"].replace("bench.bench_teacher_lr --lrs", "bench.bench_teacher --param lr "
+                                                   "--values") + " --out bench/teacher_lr")
+    result["rows"] = [{"seed": r["seed"], "value": r["lr"], **{k: v for k, v in r.items() if k not in ("seed", "lr")}}
+                      for r in result["rows"]]
+    return result
+
+
+def write(result: dict, out: str) -> None:
+    Path(out + ".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    Path(out + ".md").write_text(render(result), encoding="utf-8")
+    print(render(result))
+
+
+def summarize(rows: list[dict], default) -> dict:
+    """Per value: val and test macro-F1 over the seeds, and the val change against the default taken within
+    each seed (paired: the seed's split cancels). The best value on mean val."""
+    values = list(dict.fromkeys(r["value"] for r in rows))
+    by_value = {v: {r["seed"]: r for r in rows if r["value"] == v} for v in values}
+    summary = {}
+    for value, runs in by_value.items():
+        summary[str(value)] = {k: stats([r[k] for r in runs.values()]) for k in ("val_macro_f1", "test_macro_f1")}
+        if value != default and default in by_value:
+            base = by_value[default]
+            summary[str(value)]["val_change_vs_default"] = stats(
+                [r["val_macro_f1"] - base[s]["val_macro_f1"] for s, r in runs.items() if s in base])
+    return {"summary": summary, "best_on_val": max(values, key=lambda v: summary[str(v)]["val_macro_f1"]["mean"])}
+
+
+def render(result: dict) -> str:
+    header, summary = result["header"], result["summary"]
+    param, default = header["param"], header["default"]
+    seeds = [r["seed"] for r in header["runs"]]
+    where = (f"each seed's own split and pretrained encoder (`{header['work']}/seed<N>`)" if header.get("work")
+             else f"from `{header['runs'][0]['pretrained']}` on `{header['runs'][0]['prepared']}`")
+    lines = [f"# teacher.{param} of the pretrained teacher", "",
+             f"Command: `{header['command']}`; {header['machine']['cpu']}; seeds {seeds}; {where}; the other "
+             "teacher params from params.yaml. Chosen on val macro-F1 (thresholds tuned on val); test is reported, "
+             "never used. Mean ± std (n − 1) over seeds. The val change against the default "
+             f"(teacher.{param} {default:g}) is taken within each seed; a change smaller than its std is "
+             "seed noise.", "",
+             f"| teacher.{param} | val macro-F1 | val change vs default | test macro-F1 | per seed val / test | "
+             "best epochs | seconds |", "|---:|---:|---:|---:|---|---|---:|"]
+    for value in dict.fromkeys(r["value"] for r in result["rows"]):
+        rs = [r for r in result["rows"] if r["value"] == value]
+        s = summary[str(value)]
+        v, t, c = s["val_macro_f1"], s["test_macro_f1"], s.get("val_change_vs_default")
+        change = f"{c['mean']:+.4f} ± {c['std']:.4f}" if c else "(default)" if value == default else "–"
+        lines.append(f"| {value:g} | {v['mean']:.4f} ± {v['std']:.4f} | {change} | "
+                     f"{t['mean']:.4f} ± {t['std']:.4f} | "
+                     + ", ".join(f"{r['val_macro_f1']:.4f} / {r['test_macro_f1']:.4f}" for r in rs) + " | "
+                     + ", ".join(f"{r['best_epoch']} of {r['epochs_run']}" for r in rs) + " | "
+                     + f"{sum(r['seconds'] for r in rs) / len(rs):.0f} |")
+    best = result["best_on_val"]
+    change = summary[str(best)].get("val_change_vs_default")
+    verdict = (" It is the default." if best == default else "" if change is None else
+               f" Its paired val change against the default, {change['mean']:+.4f} ± {change['std']:.4f}, is "
+               + ("within seed noise: the default stays." if abs(change["mean"]) <= change["std"]
+                  else "outside seed noise."))
+    lines += ["", f"Best on mean val: **{best:g}**.{verdict}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""bench/bench_teacher.py: the paired summary of a one-param teacher sweep on hand-made rows (every number
+known), the lr-only records it used to write read in today's terms, and a bad --values refused in one line."""
+import sys
+
+import pytest
+
+from bench import bench_teacher
+
+
+def _row(seed, value, val, test=0.8):
+    return {"seed": seed, "value": value, "val_macro_f1": val, "test_macro_f1": test, "best_epoch": 3,
+            "epochs_run": 5, "seconds": 60.0}
+
+
+# epochs 12 beats the default 6 by 0.02, 0.01, 0.03 on val: +0.02 ± 0.01 paired, while the seeds' own spread
+# (0.70, 0.80, 0.90) is ten times larger: the pairing is what makes it readable.
+ROWS = [_row(42, 6, 0.70), _row(42, 12, 0.72), _row(43, 6, 0.80), _row(43, 12, 0.81), _row(44, 6, 0.90),
+        _row(44, 12, 0.93)]
+
+
+def test_summary_pairs_each_value_with_the_default_within_a_seed():
+    result = bench_teacher.summarize(ROWS, 6)
+    change = result["summary"]["12"]["val_change_vs_default"]
+    assert change["mean"] == pytest.approx(0.02) and change["std"] == pytest.approx(0.01)
+    assert result["summary"]["6"]["val_macro_f1"]["std"] == pytest.approx(0.1)
+    assert "val_change_vs_default" not in result["summary"]["6"] and result["best_on_val"] == 12
+    header = {"param": "epochs", "default": 6, "runs": [{"seed": s} for s in (42, 43, 44)], "work": "w",
+              "command": "c", "machine": {"cpu": "x"}}
+    text = bench_teacher.render({"header": header, "rows": ROWS, **result})
+    assert "| 12 | 0.8200 ± 0.1054 | +0.0200 ± 0.0100 |" in text and "outside seed noise" in text
+
+
+def test_a_record_of_the_lr_only_form_is_read_in_todays_terms():
+    old = {"header": {"command": "python -m bench.bench_teacher_lr --lrs 0.0002 0.0001 --work w --seeds 42",
+                      "default_lr": 0.0002, "runs": [{"seed": 42}], "machine": {"cpu": "x"}},
+           "rows": [{"seed": 42, "lr": 0.0002, "val_macro_f1": 0.8}, {"seed": 42, "lr": 0.0001, "val_macro_f1": 0.81}]}
+    new = bench_teacher.upgrade(old)
+    assert new["header"]["param"] == "lr" and new["header"]["default"] == 0.0002
+    assert new["header"]["command"] == ("python -m bench.bench_teacher --param lr --values 0.0002 0.0001 --work w "
+                                        "--seeds 42 --out bench/teacher_lr")
+    assert [(r["seed"], r["value"]) for r in new["rows"]] == [(42, 0.0002), (42, 0.0001)]
+    assert bench_teacher.upgrade(new) is new
+
+
+@pytest.mark.parametrize("values", [[], ["six"], ["true"]])
+def test_values_that_are_not_numbers_stop_with_one_line(values, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--param", "epochs", "--values", *values])
+    with pytest.raises(SystemExit) as stop:
+        bench_teacher.main()
+    assert stop.value.code != 0
+    if values:
+        assert str(stop.value.code).startswith("error: give --values, numbers for teacher.epochs")
