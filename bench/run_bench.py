@@ -178,7 +178,9 @@ def run_stage(work: Path, stage: str, in_process: bool = False) -> dict:
     if in_process:
         code, peak = _stage_in_process(work, stage, log), None
     else:
-        env = {**os.environ, "CI": "true", "PYTHONUNBUFFERED": "1"}
+        # PYTHONPATH: the stage imports the package copied into `work` (what --resume compares), not the one
+        # installed in the venv (an editable install of the repo, which may change while a benchmark runs).
+        env = {**os.environ, "CI": "true", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(work.resolve())}
         with open(log, "w") as out:
             proc = subprocess.Popen([sys.executable, f"stages/{stage}.py"], cwd=work, env=env, stdout=out, stderr=out)
             _, status, usage = os.wait4(proc.pid, 0)

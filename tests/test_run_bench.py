@@ -225,6 +225,18 @@ def test_a_rerun_reuses_pretraining_only_when_dvc_would_skip_it(quick_bench, mon
     assert ("seed42", "pretrain") in calls
 
 
+def test_a_stage_runs_the_package_copied_into_its_work_dir(tmp_path):
+    """Not the installed (editable) one: --resume keeps a run by comparing its copy with the repo's code, so
+    the copy must be what ran."""
+    _given_splits(tmp_path / "raw")
+    work = tmp_path / "work"
+    run_bench.make_workdir(work, run_bench.run_params(_given_spec(tmp_path / "raw"), 42, _quick_base()))
+    with open(work / "banglacompress" / "__init__.py", "a", encoding="utf-8") as init:
+        init.write("\nimport sys\nprint('[test] the copy in the work dir', file=sys.stderr)\n")
+    run_bench.run_stage(work, "prepare")
+    assert "[test] the copy in the work dir" in (work / "logs" / "prepare.log").read_text(encoding="utf-8")
+
+
 def test_a_given_splits_spec_prepares_the_given_files_whatever_the_seed(tmp_path):
     """Like sentnob: the work dir's params carry data.split_files and the seed, and prepare keeps every given
     row (the files hold no duplicates) in its split, the same for every seed. Seed 42's prepare runs as
