@@ -1,10 +1,15 @@
 """bench/bench_teacher.py: the paired summary of a one-param teacher sweep on hand-made rows (every number
 known), the lr-only records it used to write read in today's terms, and a bad --values refused in one line."""
+import json
+import shutil
 import sys
 
 import pytest
+import yaml
 
-from bench import bench_teacher
+from banglacompress.config import load_params
+from bench import bench_teacher, run_bench
+from conftest import ROOT
 
 
 def _row(seed, value, val, test=0.8):
@@ -50,3 +55,36 @@ def test_values_that_are_not_numbers_stop_with_one_line(values, monkeypatch, cap
     assert stop.value.code != 0
     if values:
         assert str(stop.value.code).startswith("error: give --values, numbers for teacher.epochs")
+
+
+def _finished_run(run, params):
+    """A make-bench run directory as run_bench leaves it after train_teacher (no real model needed)."""
+    for item in run_bench.CODE:
+        if item != "params.yaml":
+            (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, run / item)
+    (run / "params.yaml").write_text(yaml.safe_dump(params))
+    (run / "metrics").mkdir()
+    (run / "metrics" / "train_teacher.json").write_text(json.dumps({"val_macro_f1_tuned": 0.84, "best_epoch": 3,
+                                                                    "epochs_run": 5}))
+    (run / run_bench.RUN_FILE).write_text(json.dumps({"stages": {"train_teacher": {"seconds": 146.0}},
+                                                      "result": {"rows": {"teacher": {"macro_f1": 0.82}}}}))
+
+
+def test_the_runs_own_teacher_is_reused_only_when_it_is_the_same_computation(tmp_path):
+    params = {**load_params(ROOT / "params.yaml"), "seed": 43}
+    run = tmp_path / "seed43"
+    run.mkdir()
+    _finished_run(run, params)
+    row = bench_teacher.run_teacher(run, params["teacher"], params, 43)
+    assert row == {"val_macro_f1": 0.84, "test_macro_f1": 0.82, "best_epoch": 3, "epochs_run": 5, "seconds": 146.0,
+                   "from_run": str(run)}
+    assert bench_teacher.run_teacher(run, {**params["teacher"], "epochs": 99}, params, 43) is None  # another value
+    assert bench_teacher.run_teacher(run, params["teacher"], params, 42) is None                    # another seed
+    assert bench_teacher.run_teacher(run, params["teacher"], {**params, "threads": 1}, 43) is None
+    module = run / "banglacompress" / "train.py"
+    original = module.read_text(encoding="utf-8")
+    module.write_text(original + "# edited\n", encoding="utf-8")
+    assert bench_teacher.run_teacher(run, params["teacher"], params, 43) is None                    # other code
+    module.write_text(original, encoding="utf-8")
+    (run / run_bench.RUN_FILE).write_text(json.dumps({"cpu": "another CPU type", "stages": {}, "result": {}}))
+    assert bench_teacher.run_teacher(run, params["teacher"], params, 43) is None                    # other CPU
