@@ -221,6 +221,12 @@ def _tree(path: Path) -> dict[str, bytes] | None:
             if p.is_file() and "__pycache__" not in p.parts}
 
 
+def _same_tree(a: Path, b: Path) -> bool:
+    """Whether a path exists under `a` with the same bytes as under `b` (each side read once)."""
+    tree = _tree(a)
+    return tree is not None and tree == _tree(b)
+
+
 def reused_stage(previous: Path, work: Path, stage: str) -> dict | None:
     """DVC's rule between two scratch copies: when every dep of `stage` (dvc.yaml) has the same bytes in
     `previous` and `work`, and every param it lists the same value, the stage would compute the same outputs
@@ -232,7 +238,7 @@ def reused_stage(previous: Path, work: Path, stage: str) -> dict | None:
     if not same_cpu(record):
         return None
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
-    if (any(_tree(previous / dep) is None or _tree(previous / dep) != _tree(work / dep) for dep in spec["deps"])
+    if (not all(_same_tree(previous / dep, work / dep) for dep in spec["deps"])
             or any(_lookup(before, key) != _lookup(now, key) for key in spec.get("params", []))
             or not all((previous / out).exists() for out in outs)):
         return None
@@ -368,9 +374,7 @@ def code_files(root: Path) -> dict[str, bytes]:
         src = root / item
         if item == "params.yaml" or not src.exists():
             continue
-        paths = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file()
-                                                     and "__pycache__" not in p.parts)
-        files.update({str(p.relative_to(root)): p.read_bytes() for p in paths})
+        files.update({str(Path(item) / rel) if rel else item: data for rel, data in _tree(src).items()})
     return files
 
 
