@@ -10,7 +10,7 @@ only reported.
 
     nice -n 10 .venv/bin/python -m bench.bench_pretrain --seeds 42 43 44    # after `make data`, dvc repro prepare
     # on the runs of `make bench` instead: each seed's own split; mlm_train_corpora is the run's own pretrained
-    # encoder when the run made it from the same corpus, params and code (reused, not recomputed)
+    # encoder (and its teacher's scores) when the run made it from the same corpus, params and code (reused)
     .venv/bin/python -m bench.bench_pretrain --work bench/work/hatespeech --seeds 42 43 44
     .venv/bin/python -m bench.bench_pretrain --quick --out /tmp/bp           # smoke run: tiny teacher, 1 epoch
 
@@ -33,7 +33,7 @@ from banglacompress.pretrain import check_pretrain_params, pretrain_mlm, pretrai
 from banglacompress.train import configure_torch, score_split, train_teacher
 
 from .bench_pooling import quick_prepared
-from .run_bench import ROOT, RUN_FILE, code_files, machine, same_cpu, stats
+from .run_bench import ROOT, RUN_FILE, code_files, machine, run_teacher_scores, same_cpu, stats
 
 VARIANTS = {"none": "no pretraining", "mlm_train": "MLM on the train split only",
             "mlm_train_corpora": "MLM on the train split + pretrain.corpora"}
@@ -74,7 +74,8 @@ def bench_run_pretrained(run: Path, texts: list[str], pretrain: dict) -> dict | 
 
 def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
     """Pretrain (unless `none`) and fine-tune one teacher; score it once on test after reloading it. With
-    --work, mlm_train_corpora reuses the make-bench run's own pretrained encoder when it is the same computation."""
+    --work, mlm_train_corpora reuses the make-bench run's own pretrained encoder when it is the same computation,
+    and the run's teacher scores too when its teacher params are these (the row says `from_run`)."""
     row = {"variant": variant, "seed": seed}
     teacher_cfg = ctx["teacher"]
     reused = (bench_run_pretrained(ctx["runs"][seed], ctx["corpus"][variant][0], ctx["pretrain"])
@@ -85,6 +86,9 @@ def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
                    tokens_seen=pre["tokens_seen"], final_val_perplexity=pre["final_val_perplexity"],
                    pretrained_from=str(reused["dir"]))
         teacher_cfg = {**teacher_cfg, "model": str(reused["dir"])}
+        # and the run's own teacher, when the run fine-tuned it with these teacher params (no need to redo it)
+        if scores := run_teacher_scores(ctx["runs"][seed], ctx["teacher"], ctx["params"], seed):
+            return {**row, **{k: v for k, v in scores.items() if k != "seconds"}, "finetune_seconds": scores["seconds"]}
     elif corpora_for(variant, ctx) is not None:
         texts, counts = ctx["corpus"][variant]
         start = time.perf_counter()
@@ -212,7 +216,7 @@ def main() -> None:
                 prepared = str(runs[seed] / "data" / "prepared") if args.work else args.prepared
                 prepared = quick_prepared(prepared, Path(tmp) / f"s{seed}") if args.quick else prepared
                 train, val, test = (load_split(prepared, s) for s in ("train", "val", "test"))
-                ctx = dict(teacher=teacher, pretrain=pretrain, corpora=pretrain["corpora"], prepared=prepared,
+                ctx = dict(teacher=teacher, params=params, pretrain=pretrain, corpora=pretrain["corpora"], prepared=prepared,
                            max_length=max_length, test_texts=test[0], y_test=test[1], corpus={},
                            runs=runs if args.work else None)
                 for variant in args.variants:  # the corpus depends on the split, not on the seed

@@ -27,7 +27,7 @@ from banglacompress.data import load_split
 from banglacompress.train import configure_torch
 
 from .bench_pretrain import fine_tune_and_score
-from .run_bench import ROOT, RUN_FILE, code_files, machine, same_cpu, stats
+from .run_bench import machine, run_teacher_scores, stats
 
 # What a sweep may set: a number the train_teacher stage reads (the encoder and its shape come from pretraining).
 SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip")
@@ -69,7 +69,7 @@ def main() -> None:
         for seed, pretrained, prepared in runs:
             test = load_split(prepared, "test")[:2]
             for value in args.values:
-                done = run_teacher(Path(pretrained).parents[1], {**params["teacher"], args.param: value}, params,
+                done = run_teacher_scores(Path(pretrained).parents[1], {**params["teacher"], args.param: value}, params,
                                    seed) if args.work else None
                 if done:
                     rows.append({"seed": seed, "value": value, **done})
@@ -87,27 +87,6 @@ def main() -> None:
               "param": args.param, "default": params["teacher"][args.param],
               "teacher": {k: v for k, v in teacher.items() if k not in (args.param, "model")}}
     write({"header": header, "rows": rows, **summarize(rows, header["default"])}, out)
-
-
-def run_teacher(run: Path, teacher: dict, params: dict, seed: int) -> dict | None:
-    """The scores of a finished make-bench run's own teacher when it is the one asked for: trained with these
-    teacher params at this seed (and the same threads and max_length), by this code on this CPU type, so its
-    train_teacher stage ran the same function on the same split and pretrained encoder. Else None."""
-    record = run / RUN_FILE
-    if not (record.exists() and (run / "metrics" / "train_teacher.json").exists()):
-        return None
-    made = load_params(run / "params.yaml")
-    if (made["teacher"] != teacher or made["seed"] != seed or made["threads"] != params["threads"]
-            or made["data"]["max_length"] != params["data"]["max_length"] or code_files(run) != code_files(ROOT)):
-        return None
-    result = json.loads(record.read_text(encoding="utf-8"))
-    if not same_cpu(result):
-        return None
-    metrics = json.loads((run / "metrics" / "train_teacher.json").read_text(encoding="utf-8"))
-    return {"val_macro_f1": metrics["val_macro_f1_tuned"],
-            "test_macro_f1": result["result"]["rows"]["teacher"]["macro_f1"],
-            "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-            "seconds": result["stages"]["train_teacher"]["seconds"], "from_run": str(run)}
 
 
 def upgrade(result: dict) -> dict:

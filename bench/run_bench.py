@@ -56,6 +56,7 @@ from threadpoolctl import threadpool_limits
 
 from banglacompress import prune, quantize
 from banglacompress.baseline import fit_and_score, predict_proba
+from banglacompress.config import load_params
 from banglacompress.data import load_split
 from banglacompress.evaluate import evaluate_stages
 
@@ -225,6 +226,27 @@ def _same_tree(a: Path, b: Path) -> bool:
     """Whether a path exists under `a` with the same bytes as under `b` (each side read once)."""
     tree = _tree(a)
     return tree is not None and tree == _tree(b)
+
+
+def run_teacher_scores(run: Path, teacher: dict, params: dict, seed: int) -> dict | None:
+    """The scores of a finished make-bench run's own teacher when it is the one asked for: trained with these
+    teacher params at this seed (and the same threads and max_length), by this code on this CPU type, so its
+    train_teacher stage ran the same function on the same split and pretrained encoder. Else None."""
+    record = run / RUN_FILE
+    if not (record.exists() and (run / "metrics" / "train_teacher.json").exists()):
+        return None
+    made = load_params(run / "params.yaml")
+    if (made["teacher"] != teacher or made["seed"] != seed or made["threads"] != params["threads"]
+            or made["data"]["max_length"] != params["data"]["max_length"] or code_files(run) != code_files(ROOT)):
+        return None
+    result = json.loads(record.read_text(encoding="utf-8"))
+    if not same_cpu(result):
+        return None
+    metrics = json.loads((run / "metrics" / "train_teacher.json").read_text(encoding="utf-8"))
+    return {"val_macro_f1": metrics["val_macro_f1_tuned"],
+            "test_macro_f1": result["result"]["rows"]["teacher"]["macro_f1"],
+            "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+            "seconds": result["stages"]["train_teacher"]["seconds"], "from_run": str(run)}
 
 
 def reused_stage(previous: Path, work: Path, stage: str) -> dict | None:

@@ -43,3 +43,32 @@ def test_reuses_the_runs_encoder_only_for_the_same_texts_params_and_code(tmp_pat
     module = run / "banglacompress" / "pretrain.py"
     module.write_text(module.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
     assert bench_run_pretrained(run, TEXTS, pretrain) is None                   # other code
+
+
+def test_mlm_train_corpora_takes_the_runs_teacher_scores_only_when_its_teacher_is_the_one_asked_for(tmp_path,
+                                                                                                   monkeypatch):
+    from banglacompress.config import load_params
+    from bench import bench_pretrain
+
+    params = {**load_params(ROOT / "params.yaml"), "seed": 42}
+    pretrain = check_pretrain_params(params["pretrain"])
+    run = tmp_path / "seed42"
+    run.mkdir()
+    _finished_run(run, pretrain)
+    (run / "params.yaml").write_text(yaml.safe_dump({**params, "pretrain": pretrain}))
+    (run / "metrics" / "train_teacher.json").write_text(json.dumps({"val_macro_f1_tuned": 0.84, "best_epoch": 3,
+                                                                    "epochs_run": 5}))
+    (run / run_bench.RUN_FILE).write_text(json.dumps({"stages": {"pretrain": {"seconds": 12.5},
+                                                                 "train_teacher": {"seconds": 146.0}},
+                                                      "result": {"rows": {"teacher": {"macro_f1": 0.82}}}}))
+    tuned = []
+    monkeypatch.setattr(bench_pretrain, "fine_tune_and_score",
+                        lambda cfg, *a, **k: tuned.append(cfg) or {"val_macro_f1": 0.5, "finetune_seconds": 1.0})
+    ctx = dict(teacher=dict(params["teacher"], cv_folds=0), params=params, pretrain=pretrain, runs={42: run},
+               corpus={"mlm_train_corpora": (TEXTS, {})}, prepared=None, max_length=128, test_texts=[], y_test=None)
+    row = bench_pretrain.run_one("mlm_train_corpora", 42, ctx, tmp_path)
+    assert not tuned and row["from_run"] == str(run) and row["pretrained_from"] == str(run / "models" / "pretrained")
+    assert (row["val_macro_f1"], row["test_macro_f1"], row["finetune_seconds"]) == (0.84, 0.82, 146.0)
+    ctx["teacher"] = {**ctx["teacher"], "lr": 0.001}  # another teacher: fine-tuned here, on the run's encoder
+    row = bench_pretrain.run_one("mlm_train_corpora", 42, ctx, tmp_path)
+    assert tuned[0]["model"] == str(run / "models" / "pretrained") and "from_run" not in row

@@ -75,16 +75,16 @@ def test_the_runs_own_teacher_is_reused_only_when_it_is_the_same_computation(tmp
     run = tmp_path / "seed43"
     run.mkdir()
     _finished_run(run, params)
-    row = bench_teacher.run_teacher(run, params["teacher"], params, 43)
+    row = run_bench.run_teacher_scores(run, params["teacher"], params, 43)
     assert row == {"val_macro_f1": 0.84, "test_macro_f1": 0.82, "best_epoch": 3, "epochs_run": 5, "seconds": 146.0,
                    "from_run": str(run)}
-    assert bench_teacher.run_teacher(run, {**params["teacher"], "epochs": 99}, params, 43) is None  # another value
-    assert bench_teacher.run_teacher(run, params["teacher"], params, 42) is None                    # another seed
-    assert bench_teacher.run_teacher(run, params["teacher"], {**params, "threads": 1}, 43) is None
+    assert run_bench.run_teacher_scores(run, {**params["teacher"], "epochs": 99}, params, 43) is None  # another value
+    assert run_bench.run_teacher_scores(run, params["teacher"], params, 42) is None                    # another seed
+    assert run_bench.run_teacher_scores(run, params["teacher"], {**params, "threads": 1}, 43) is None
     module = run / "banglacompress" / "train.py"
     original = module.read_text(encoding="utf-8")
     module.write_text(original + "# edited\n", encoding="utf-8")
-    assert bench_teacher.run_teacher(run, params["teacher"], params, 43) is None                    # other code
+    assert run_bench.run_teacher_scores(run, params["teacher"], params, 43) is None                    # other code
     module.write_text(original, encoding="utf-8")
     (run / run_bench.RUN_FILE).write_text(json.dumps({"cpu": "another CPU type", "stages": {}, "result": {}}))
-    assert bench_teacher.run_teacher(run, params["teacher"], params, 43) is None                    # other CPU
+    assert run_bench.run_teacher_scores(run, params["teacher"], params, 43) is None                    # other CPU
