@@ -33,7 +33,7 @@ from banglacompress.pretrain import check_pretrain_params, pretrain_mlm, pretrai
 from banglacompress.train import configure_torch, score_split, train_teacher
 
 from .bench_pooling import quick_prepared
-from .run_bench import ROOT, RUN_FILE, code_files, machine, run_teacher_scores, same_cpu, stats
+from .run_bench import ROOT, RUN_FILE, code_files, machine, outside_noise, run_teacher_scores, same_cpu, stats
 
 VARIANTS = {"none": "no pretraining", "mlm_train": "MLM on the train split only",
             "mlm_train_corpora": "MLM on the train split + pretrain.corpora"}
@@ -115,8 +115,10 @@ def fine_tune_and_score(teacher_cfg: dict, prepared, out_dir: Path, seed: int, m
 
 
 def summary(rows: list[dict]) -> dict:
-    """Mean and std (n - 1, run_bench.stats) over seeds, per variant."""
+    """Mean and std (n - 1, run_bench.stats) over seeds, per variant, and each variant's val and test change
+    against `none` taken within each seed (paired: the seed's split and initialisation cancel)."""
     out = {}
+    base = {r["seed"]: r for r in rows if r["variant"] == "none"}
     for variant in VARIANTS:
         runs = [r for r in rows if r["variant"] == variant]
         if not runs:
@@ -126,6 +128,13 @@ def summary(rows: list[dict]) -> dict:
             values = [r[key] for r in runs if key in r]
             if values:
                 out[variant][key] = {k: v for k, v in stats(values).items() if k in ("mean", "std")}
+        paired = [r for r in runs if r["seed"] in base]
+        if variant != "none" and paired:
+            for split in ("val", "test"):
+                changes = [r[f"{split}_macro_f1"] - base[r["seed"]][f"{split}_macro_f1"] for r in paired]
+                out[variant][f"{split}_change_vs_none"] = {**{k: v for k, v in stats(changes).items()
+                                                              if k in ("mean", "std", "values")},
+                                                           "outside_noise": outside_noise(changes)}
     return out
 
 
@@ -140,24 +149,37 @@ def render(header: dict, rows: list[dict]) -> str:
              f"(`{header['prepared']}`); {header['machine']['cpu']}, {header['threads']} torch threads, "
              f"torch {header['machine']['torch']}. Command: `{header['command']}`", "",
              "Chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is reported, never used. "
-             "Mean ± std (n − 1) over seeds; seconds are wall time on this machine, noisy.", "",
-             "| variant | val macro-F1 | test macro-F1 | per seed val / test | pretrain s | fine-tune s | "
-             "final MLM val perplexity |", "|---|---:|---:|---|---:|---:|---:|"]
+             "Mean ± std (n − 1) over seeds; seconds are wall time on this machine, noisy. The change against "
+             "`none` is taken within each seed (paired); **yes** marks a result outside seed noise (every seed's "
+             "change has the same sign, and the mean is more than 2 std from zero).", "",
+             "| variant | val macro-F1 | val change vs none | test macro-F1 | test change vs none | "
+             "per seed val / test | pretrain s | fine-tune s | final MLM val perplexity |",
+             "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
 
     def cell(variant, key, fmt):
         s = stats[variant].get(key)
         return "–" if s is None else f"{s['mean']:{fmt}} ± {s['std']:{fmt}}"
 
+    def change(variant, split):
+        c = stats[variant].get(f"{split}_change_vs_none")
+        return "–" if c is None else (f"{c['mean']:+.4f} ± {c['std']:.4f}"
+                                      f"{' **yes**' if c['outside_noise'] else ''}")
+
     for variant in stats:
         runs = [r for r in rows if r["variant"] == variant]
         lines.append(f"| {variant} ({VARIANTS[variant]}) | {cell(variant, 'val_macro_f1', '.4f')} | "
-                     f"{cell(variant, 'test_macro_f1', '.4f')} | "
+                     f"{change(variant, 'val')} | {cell(variant, 'test_macro_f1', '.4f')} | "
+                     f"{change(variant, 'test')} | "
                      + ", ".join(f"{r['val_macro_f1']:.4f} / {r['test_macro_f1']:.4f}" for r in runs)
                      + f" | {cell(variant, 'pretrain_seconds', '.0f')} | {cell(variant, 'finetune_seconds', '.0f')} | "
                        f"{cell(variant, 'final_val_perplexity', '.1f')} |")
     if stats:
         best = max(stats, key=lambda v: stats[v]["val_macro_f1"]["mean"])
-        lines += ["", f"Best on val: **{best}**."]
+        c = stats[best].get("val_change_vs_none")
+        verdict = "" if c is None else (f" Its val change against no pretraining, {c['mean']:+.4f} ± {c['std']:.4f} "
+                                        "paired, is " + ("outside seed noise." if c["outside_noise"]
+                                                         else "within seed noise."))
+        lines += ["", f"Best on mean val: **{best}**.{verdict}"]
     lines += ["", "## Pretraining corpus (de-duplicated, evaluation texts removed)", "",
               "| variant | source | rows read | empty | val/test overlap removed | duplicates | kept |",
               "|---|---|---:|---:|---:|---:|---:|"]
@@ -186,7 +208,13 @@ def main() -> None:
                     help=f"<out>.json and <out>.md (default {DEFAULT_OUT}; required with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help=f"tiny teacher, 1 epoch, at most {QUICK_TEXTS} texts (smoke run)")
+    ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md (and the summary) from OUT.json")
     args = ap.parse_args()
+    if args.render_only:
+        out = args.out or DEFAULT_OUT
+        record = json.loads(Path(out + ".json").read_text(encoding="utf-8"))
+        save(out, record["header"], record["rows"])
+        return print(render(record["header"], record["rows"]))
     if args.quick and (args.out is None or Path(args.out).resolve() == Path(DEFAULT_OUT).resolve()):
         ap.error(f"--quick needs --out elsewhere than {DEFAULT_OUT} (a smoke run never replaces the results)")
     out = args.out or DEFAULT_OUT

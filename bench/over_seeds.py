@@ -28,12 +28,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from banglacompress.config import load_params
 from bench import bench_distill, bench_prune, bench_quant
-from bench.run_bench import ROOT
-from bench.run_bench import stats
+from bench.run_bench import ROOT, outside_noise, stats
 
 SEEDS_WORK = ROOT / "bench" / "work" / "seeds"
 
@@ -74,12 +71,6 @@ def run_in(run_dir: Path, name: str, out: Path, reuse: bool = False, only: list[
     if code != 0:
         sys.exit(f"over_seeds: bench_{name}.py failed in {run_dir} (exit {code}); see {log}")
     return json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-
-
-def outside_noise(changes: list[float]) -> bool:
-    """The per-run (paired) changes agree on their sign and their mean is more than 2 std from zero."""
-    same_sign = all(c > 0 for c in changes) or all(c < 0 for c in changes)
-    return bool(len(changes) > 1 and same_sign and abs(np.mean(changes)) > 2 * np.std(changes, ddof=1))
 
 
 def summarize(bench: Bench, per_run: dict[str, dict]) -> dict:

@@ -379,6 +379,13 @@ def stats(values: list[float]) -> dict:
             "min": float(min(values)), "max": float(max(values)), "values": values}
 
 
+
+def outside_noise(changes: list[float]) -> bool:
+    """Paired changes (one per seed) that are a result, not seed noise: they agree on their sign and their
+    mean is more than 2 std (n - 1) from zero. Every bench table that compares two settings says it this way."""
+    same_sign = all(c > 0 for c in changes) or all(c < 0 for c in changes)
+    return bool(len(changes) > 1 and same_sign and abs(np.mean(changes)) > 2 * np.std(changes, ddof=1))
+
 def fmt(v, digits=4):
     if v is None:
         return "–"

@@ -3,6 +3,7 @@ pretrained on the same texts with the same pretrain params and code (else it pre
 import json
 import shutil
 
+import pytest
 import yaml
 
 from banglacompress.pretrain import check_pretrain_params
@@ -72,3 +73,24 @@ def test_mlm_train_corpora_takes_the_runs_teacher_scores_only_when_its_teacher_i
     ctx["teacher"] = {**ctx["teacher"], "lr": 0.001}  # another teacher: fine-tuned here, on the run's encoder
     row = bench_pretrain.run_one("mlm_train_corpora", 42, ctx, tmp_path)
     assert tuned[0]["model"] == str(run / "models" / "pretrained") and "from_run" not in row
+
+
+def test_each_variant_is_compared_with_no_pretraining_within_each_seed():
+    from bench.bench_pretrain import render, summary
+
+    def row(variant, seed, val, test):
+        return {"variant": variant, "seed": seed, "val_macro_f1": val, "test_macro_f1": test, "finetune_seconds": 1.0}
+    # mlm_train_corpora: +0.02, +0.015, +0.025 on val (outside noise), test +0.01, -0.01, +0.03 (not)
+    rows = [row("none", 42, 0.70, 0.70), row("mlm_train_corpora", 42, 0.72, 0.71),
+            row("none", 43, 0.80, 0.80), row("mlm_train_corpora", 43, 0.815, 0.79),
+            row("none", 44, 0.90, 0.90), row("mlm_train_corpora", 44, 0.925, 0.93)]
+    s = summary(rows)["mlm_train_corpora"]
+    assert s["val_change_vs_none"]["mean"] == pytest.approx(0.02) and s["val_change_vs_none"]["outside_noise"]
+    assert s["test_change_vs_none"]["values"] == pytest.approx([0.01, -0.01, 0.03])
+    assert not s["test_change_vs_none"]["outside_noise"] and "val_change_vs_none" not in summary(rows)["none"]
+    header = {"quick": False, "seeds": [42, 43, 44], "train_rows": [1], "val_rows": [1], "test_rows": [1],
+              "prepared": "p", "machine": {"cpu": "x", "torch": "t"}, "threads": 2, "command": "c", "corpus_counts": {}}
+    text = render(header, rows)
+    assert "| +0.0200 ± 0.0050 **yes** | 0.8100 ± 0.1114 | +0.0100 ± 0.0200 |" in text
+    assert "Best on mean val: **mlm_train_corpora**. Its val change against no pretraining, +0.0200 ± 0.0050 " \
+           "paired, is outside seed noise." in text
