@@ -72,6 +72,11 @@ def bench_run_pretrained(run: Path, texts: list[str], pretrain: dict) -> dict | 
             "metrics": metrics}
 
 
+def perplexities(pretrained: dict) -> list[float]:
+    """The held-out perplexity after each pretraining epoch (pretrain_mlm's history): whether it took off."""
+    return [round(r["val_perplexity"], 2) for r in pretrained.get("history", [])]
+
+
 def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
     """Pretrain (unless `none`) and fine-tune one teacher; score it once on test after reloading it. With
     --work, mlm_train_corpora reuses the make-bench run's own pretrained encoder when it is the same computation,
@@ -84,7 +89,7 @@ def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
         pre = reused["metrics"]
         row.update(pretrain_seconds=reused["seconds"], pretrain_texts=pre["texts_train"],
                    tokens_seen=pre["tokens_seen"], final_val_perplexity=pre["final_val_perplexity"],
-                   pretrained_from=str(reused["dir"]))
+                   val_perplexity_by_epoch=perplexities(pre), pretrained_from=str(reused["dir"]))
         teacher_cfg = {**teacher_cfg, "model": str(reused["dir"])}
         # and the run's own teacher, when the run fine-tuned it with these teacher params (no need to redo it)
         if scores := run_teacher_scores(ctx["runs"][seed], ctx["teacher"], ctx["params"], seed):
@@ -95,7 +100,8 @@ def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
         pre = pretrain_mlm(ctx["pretrain"], texts=texts, out_dir=work / f"{variant}_{seed}_pretrained", seed=seed,
                            max_length=ctx["max_length"], teacher_cfg=teacher_cfg)
         row.update(pretrain_seconds=round(time.perf_counter() - start, 1), pretrain_texts=pre["texts_train"],
-                   tokens_seen=pre["tokens_seen"], final_val_perplexity=pre["final_val_perplexity"])
+                   tokens_seen=pre["tokens_seen"], final_val_perplexity=pre["final_val_perplexity"],
+                   val_perplexity_by_epoch=perplexities(pre))
         teacher_cfg = {**teacher_cfg, "model": str(work / f"{variant}_{seed}_pretrained")}
     return {**row, **fine_tune_and_score(teacher_cfg, ctx["prepared"], work / f"{variant}_{seed}_teacher", seed,
                                          ctx["max_length"], (ctx["test_texts"], ctx["y_test"]), desc=variant)}

@@ -27,7 +27,9 @@ def _finished_run(run, pretrain):
     (run / "models" / "pretrained" / "config.json").write_text("{}")
     (run / "metrics").mkdir()
     (run / "metrics" / "pretrain.json").write_text(json.dumps({"texts_train": 3, "tokens_seen": 9,
-                                                               "final_val_perplexity": 5.0}))
+                                                               "final_val_perplexity": 5.0,
+                                                               "history": [{"epoch": 1, "val_perplexity": 9.0},
+                                                                           {"epoch": 2, "val_perplexity": 5.0}]}))
     (run / run_bench.RUN_FILE).write_text(json.dumps({"stages": {"pretrain": {"seconds": 12.5}}}))
 
 
@@ -69,6 +71,7 @@ def test_mlm_train_corpora_takes_the_runs_teacher_scores_only_when_its_teacher_i
                corpus={"mlm_train_corpora": (TEXTS, {})}, prepared=None, max_length=128, test_texts=[], y_test=None)
     row = bench_pretrain.run_one("mlm_train_corpora", 42, ctx, tmp_path)
     assert not tuned and row["from_run"] == str(run) and row["pretrained_from"] == str(run / "models" / "pretrained")
+    assert row["val_perplexity_by_epoch"] == [9.0, 5.0] and row["final_val_perplexity"] == 5.0
     assert (row["val_macro_f1"], row["test_macro_f1"], row["finetune_seconds"]) == (0.84, 0.82, 146.0)
     ctx["teacher"] = {**ctx["teacher"], "lr": 0.001}  # another teacher: fine-tuned here, on the run's encoder
     row = bench_pretrain.run_one("mlm_train_corpora", 42, ctx, tmp_path)
