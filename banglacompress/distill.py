@@ -52,7 +52,9 @@ def check_teacher(task: str, val_logits: np.ndarray, y_val: np.ndarray, y_train:
     require(teacher_f1 >= baseline + margin,
             f"the teacher's validation macro-F1 {teacher_f1:.4f} is not above the majority-class baseline "
             f"{baseline:.4f} + distill.min_teacher_margin {margin}: retrain the teacher (more epochs, another lr) "
-            "before distilling from it")
+            "before distilling from it; if it was fine-tuned from models/pretrained, check that the pretraining "
+            "took off (metrics/pretrain.json, val_perplexity by epoch): an MLM that barely lowered it leaves an "
+            "encoder the teacher cannot learn from (lower pretrain.lr or add pretrain.corpora)")
     return {"teacher_val_macro_f1": teacher_f1, "majority_val_macro_f1": baseline}
 
 
