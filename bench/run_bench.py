@@ -438,14 +438,23 @@ def bench_run(work: Path, params: dict, *, samples: int, threads: int, resume: b
     With `resume`, a finished run's saved record instead (nothing reruns)."""
     if resume and (done := finished_run(work, params)) is not None:
         print(f"[bench] {work}: finished earlier, kept (--resume)", flush=True)
-        return done
+        return with_corpus_counts(done, work)
     pred, stages = run_pipeline(work, params, in_process)
     result = measure(work, pred, samples, threads)
-    run = {"seed": params["seed"], "work": str(work.relative_to(ROOT) if work.is_relative_to(ROOT) else work),
-           "cpu": cpu_type(), "threads": threads, "stages": stages, "result": result,
-           "targets": targets(result, stages)}
+    run = with_corpus_counts({"seed": params["seed"], "cpu": cpu_type(), "threads": threads,
+                              "work": str(work.relative_to(ROOT) if work.is_relative_to(ROOT) else work),
+                              "stages": stages, "result": result, "targets": targets(result, stages)}, work)
     run = json.loads(json.dumps(run, default=float))  # numpy numbers -> JSON's: the same record as a resumed run's
     (work / RUN_FILE).write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
+    return run
+
+
+def with_corpus_counts(run: dict, work: Path) -> dict:
+    """The run's record with its pretraining corpus counts (metrics/pretrain_corpus.json: rows read, val/test
+    overlaps removed, duplicates, kept, per source and in total), for records written before they were kept."""
+    counts = work / "metrics" / "pretrain_corpus.json"
+    if "pretrain_corpus" not in run and counts.exists():
+        run = {**run, "pretrain_corpus": json.loads(counts.read_text(encoding="utf-8"))}
     return run
 
 
@@ -496,6 +505,11 @@ def run_tables(w, name: str, run: dict) -> None:
     names = {"f1_retained": "F1 kept ≥ 0.97", "compression": "≥ 15× smaller",
              "speedup": "≥ 4× faster (batch 1 p50)", "beats_tfidf": "final − TF-IDF ≥ 0",
              "repro_minutes": f"pipeline ≤ {TARGETS['repro_minutes']:.0f} min"}
+    if total := run.get("pretrain_corpus", {}).get("total"):
+        w()
+        w(f"Pretraining corpus (train split + pretrain.corpora): {total['rows_read']:,} rows read, "
+          f"{total['eval_overlap']:,} removed as near-duplicates of a val/test text, {total['duplicates']:,} "
+          f"duplicates and {total['empty']:,} empty dropped, {total['kept']:,} kept.")
     w()
     w("Targets, final vs teacher: " + " · ".join(
         f"{names[key]}: {value:.3f} {'yes' if met else '**no**'}" for key, (value, met) in run["targets"].items()))
@@ -604,6 +618,7 @@ def main():
             sys.exit(f"bench: {out}.json is a single-seed result from before the summary over seeds; "
                      "rerun the benchmark to write one")
         for d in saved["datasets"].values():  # the targets are derived from the stored run: follow TARGETS
+            d["runs"] = [with_corpus_counts(run, ROOT / run["work"]) for run in d["runs"]]
             for run in d["runs"]:
                 run["targets"] = targets(run["result"], run["stages"])
         save(out, saved)

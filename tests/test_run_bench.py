@@ -152,6 +152,12 @@ def test_quick_bench_writes_every_summary_and_leads_with_their_table(quick_bench
     assert [row.split(" | ")[0].strip("| ") for row in table[2:]] == list(datasets)
     assert not lines[first + 2 + len(datasets)].startswith("|")
     assert "| given | 42, 43 |" in text and "final ≥ TF-IDF + 0.01" in table[2] and "final ≥ TF-IDF |" in table[3]
+    # each run keeps its pretraining corpus counts, and the markdown says them
+    for d in results["datasets"].values():
+        for run in d["runs"]:
+            counts = json.loads((ROOT / run["work"] / "metrics" / "pretrain_corpus.json").read_text())
+            assert run["pretrain_corpus"] == counts
+            assert f"{counts['total']['rows_read']:,} rows read" in text
     # --render-only rebuilds the same markdown from RESULTS.json alone
     out.with_suffix(".md").unlink()
     monkeypatch.setattr(sys, "argv", ["run_bench", "--render-only", "--out", str(out)])
