@@ -14,7 +14,8 @@ only reported.
     .venv/bin/python -m bench.bench_pretrain --work bench/work/hatespeech --seeds 42 43 44
     .venv/bin/python -m bench.bench_pretrain --quick --out /tmp/bp           # smoke run: tiny teacher, 1 epoch
 
---corpus PATH=COLUMN (repeatable) replaces pretrain.corpora. Writes <out>.json and <out>.md (default
+--corpus PATH=COLUMN (repeatable) replaces pretrain.corpora; --set pretrain.lr=0.0005 (repeatable) overrides a
+teacher or pretrain param. Writes <out>.json and <out>.md (default
 bench/PRETRAIN) after every run; --quick must write elsewhere (--out)."""
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 
 from banglacompress.config import load_params
 from banglacompress.data import load_split, read_corpus
@@ -41,6 +43,15 @@ DEFAULT_OUT = "bench/PRETRAIN"
 # --quick: a teacher small enough to pretrain and fine-tune in seconds; one epoch each, at most QUICK_TEXTS
 QUICK_ARCH = {"family": "bert", "layers": 1, "hidden": 64, "heads": 2, "ffn": 128, "vocab_size": 1000}
 QUICK_TEXTS = 3000
+
+
+def parse_set(value: str) -> tuple[str, object]:
+    """--set pretrain.lr=0.0005: a teacher or pretrain param, its value read as YAML (like `dvc exp run -S`)."""
+    key, sep, raw = value.partition("=")
+    group, _, name = key.partition(".")
+    if not sep or group not in ("teacher", "pretrain") or not name or "." in name:
+        raise argparse.ArgumentTypeError(f"--set {value!r}: expected teacher.KEY=VALUE or pretrain.KEY=VALUE")
+    return key, yaml.safe_load(raw)
 
 
 def parse_corpus(value: str) -> dict:
@@ -149,7 +160,9 @@ def render(header: dict, rows: list[dict]) -> str:
     quick = ", QUICK: tiny teacher, 1 epoch" if header["quick"] else ""
     lines = ["# Teacher with and without masked-LM pretraining", "",
              f"Teacher params from params.yaml (`teacher`, cv_folds 0{quick}), "
-             f"pretraining params from params.yaml (`pretrain`), seeds {header['seeds']}; "
+             f"pretraining params from params.yaml (`pretrain`)"
+             + "".join(f", {key} = {value}" for key, value in header.get("overrides", {}).items())
+             + f"; seeds {header['seeds']}; "
              f"{'/'.join(map(str, header['train_rows']))} train / {'/'.join(map(str, header['val_rows']))} val / "
              f"{'/'.join(map(str, header['test_rows']))} test rows "
              f"(`{header['prepared']}`); {header['machine']['cpu']}, {header['threads']} torch threads, "
@@ -209,6 +222,8 @@ def main() -> None:
     ap.add_argument("--work", help="a make-bench dataset directory (bench/work/hatespeech): seed N uses "
                                    "<work>/seed<N>/data/prepared, its own split, instead of --prepared")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--set", action="append", type=parse_set, default=[], metavar="GROUP.KEY=VALUE",
+                    help="override a teacher or pretrain param (repeatable): --set pretrain.lr=0.0005")
     ap.add_argument("--corpus", action="append", type=parse_corpus, help="PATH=TEXT_COLUMN; replaces pretrain.corpora")
     ap.add_argument("--out", default=None,
                     help=f"<out>.json and <out>.md (default {DEFAULT_OUT}; required with --quick)")
@@ -226,6 +241,9 @@ def main() -> None:
     out = args.out or DEFAULT_OUT
 
     params = load_params(args.params)
+    for key, value in args.set:
+        group, name = key.split(".")
+        params[group] = {**params[group], name: value}
     configure_torch(params["threads"])
     teacher = dict(params["teacher"], cv_folds=0)
     pretrain = check_pretrain_params(params.get("pretrain", {}))
@@ -240,7 +258,7 @@ def main() -> None:
         if missing := [str(r) for r in runs.values() if not (r / "data" / "prepared" / "meta.json").exists()]:
             sys.exit(f"error: no prepared split in {', '.join(missing)}: run `make bench` (its runs) first")
     with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as tmp:
-        header = dict(quick=args.quick, seeds=args.seeds, threads=params["threads"], machine=machine(),
+        header = dict(quick=args.quick, seeds=args.seeds, overrides=dict(args.set), threads=params["threads"], machine=machine(),
                       teacher=teacher, pretrain=pretrain, corpus_counts={}, train_rows=[], val_rows=[], test_rows=[],
                       prepared=f"{args.work}/seed<N>/data/prepared, each seed's own split" if args.work
                       else args.prepared, command="python -m bench.bench_pretrain " + " ".join(sys.argv[1:]))

@@ -97,3 +97,15 @@ def test_each_variant_is_compared_with_no_pretraining_within_each_seed():
     assert "| +0.0200 ± 0.0050 **yes** | 0.8100 ± 0.1114 | +0.0100 ± 0.0200 |" in text
     assert "Best on mean val: **mlm_train_corpora**. Its val change against no pretraining, +0.0200 ± 0.0050 " \
            "paired, is outside seed noise." in text
+    assert "(`pretrain`), pretrain.lr = 0.0005; seeds" in render({**header, "overrides": {"pretrain.lr": 0.0005}}, rows)
+
+
+def test_set_overrides_one_teacher_or_pretrain_param_and_refuses_anything_else():
+    import argparse
+
+    from bench.bench_pretrain import parse_set
+    assert parse_set("pretrain.lr=0.0005") == ("pretrain.lr", 0.0005)
+    assert parse_set("teacher.scratch={layers: 2}") == ("teacher.scratch", {"layers": 2})
+    for bad in ("pretrain.lr", "distill.alpha=0.5", "lr=0.1", "pretrain.a.b=1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected teacher.KEY=VALUE"):
+            parse_set(bad)
