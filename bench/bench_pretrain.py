@@ -104,7 +104,8 @@ def run_one(variant: str, seed: int, ctx: dict, work: Path) -> dict:
         teacher_cfg = {**teacher_cfg, "model": str(reused["dir"])}
         # and the run's own teacher, when the run fine-tuned it with these teacher params (no need to redo it)
         if scores := run_teacher_scores(ctx["runs"][seed], ctx["teacher"], ctx["params"], seed):
-            return {**row, **{k: v for k, v in scores.items() if k != "seconds"}, "finetune_seconds": scores["seconds"]}
+            seconds = scores.pop("seconds")
+            return {**row, **scores, "finetune_seconds": seconds}
     elif corpora_for(variant, ctx) is not None:
         texts, counts = ctx["corpus"][variant]
         start = time.perf_counter()
@@ -258,8 +259,9 @@ def main() -> None:
         if missing := [str(r) for r in runs.values() if not (r / "data" / "prepared" / "meta.json").exists()]:
             sys.exit(f"error: no prepared split in {', '.join(missing)}: run `make bench` (its runs) first")
     with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as tmp:
-        header = dict(quick=args.quick, seeds=args.seeds, overrides=dict(args.set), threads=params["threads"], machine=machine(),
-                      teacher=teacher, pretrain=pretrain, corpus_counts={}, train_rows=[], val_rows=[], test_rows=[],
+        header = dict(quick=args.quick, seeds=args.seeds, overrides=dict(args.set), threads=params["threads"],
+                      machine=machine(), teacher=teacher, pretrain=pretrain, corpus_counts={}, train_rows=[],
+                      val_rows=[], test_rows=[],
                       prepared=f"{args.work}/seed<N>/data/prepared, each seed's own split" if args.work
                       else args.prepared, command="python -m bench.bench_pretrain " + " ".join(sys.argv[1:]))
         rows, ctx = [], None
@@ -268,8 +270,8 @@ def main() -> None:
                 prepared = str(runs[seed] / "data" / "prepared") if args.work else args.prepared
                 prepared = quick_prepared(prepared, Path(tmp) / f"s{seed}") if args.quick else prepared
                 train, val, test = (load_split(prepared, s) for s in ("train", "val", "test"))
-                ctx = dict(teacher=teacher, params=params, pretrain=pretrain, corpora=pretrain["corpora"], prepared=prepared,
-                           max_length=max_length, test_texts=test[0], y_test=test[1], corpus={},
+                ctx = dict(teacher=teacher, params=params, pretrain=pretrain, corpora=pretrain["corpora"],
+                           prepared=prepared, max_length=max_length, test_texts=test[0], y_test=test[1], corpus={},
                            runs=runs if args.work else None)
                 for variant in args.variants:  # the corpus depends on the split, not on the seed
                     if corpora_for(variant, ctx) is not None:

@@ -69,8 +69,8 @@ def main() -> None:
         for seed, pretrained, prepared in runs:
             test = load_split(prepared, "test")[:2]
             for value in args.values:
-                done = run_teacher_scores(Path(pretrained).parents[1], {**params["teacher"], args.param: value}, params,
-                                   seed) if args.work else None
+                done = (run_teacher_scores(Path(pretrained).parents[1], {**params["teacher"], args.param: value},
+                                           params, seed) if args.work else None)
                 if done:
                     rows.append({"seed": seed, "value": value, **done})
                     print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
