@@ -236,7 +236,7 @@ def main() -> None:
         out = args.out or DEFAULT_OUT
         record = json.loads(Path(out + ".json").read_text(encoding="utf-8"))
         save(out, record["header"], record["rows"])
-        return print(render(record["header"], record["rows"]))
+        return print(Path(out + ".md").read_text(encoding="utf-8"))
     if args.quick and (args.out is None or Path(args.out).resolve() == Path(DEFAULT_OUT).resolve()):
         ap.error(f"--quick needs --out elsewhere than {DEFAULT_OUT} (a smoke run never replaces the results)")
     out = args.out or DEFAULT_OUT

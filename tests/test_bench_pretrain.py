@@ -1,14 +1,16 @@
 """bench/bench_pretrain.py --work: the ablation reuses a make-bench run's pretrained encoder only when that run
 pretrained on the same texts with the same pretrain params and code (else it pretrains again)."""
+import argparse
 import json
 import shutil
 
 import pytest
 import yaml
 
+from banglacompress.config import load_params
 from banglacompress.pretrain import check_pretrain_params
-from bench import run_bench
-from bench.bench_pretrain import bench_run_pretrained
+from bench import bench_pretrain, run_bench
+from bench.bench_pretrain import bench_run_pretrained, parse_set, render, summary
 from conftest import ROOT
 
 TEXTS = ["আমি ভাত খাই", "তুমি বই পড়ো", "আকাশ নীল"]
@@ -50,9 +52,6 @@ def test_reuses_the_runs_encoder_only_for_the_same_texts_params_and_code(tmp_pat
 
 def test_mlm_train_corpora_takes_the_runs_teacher_scores_only_when_its_teacher_is_the_one_asked_for(tmp_path,
                                                                                                    monkeypatch):
-    from banglacompress.config import load_params
-    from bench import bench_pretrain
-
     params = {**load_params(ROOT / "params.yaml"), "seed": 42}
     pretrain = check_pretrain_params(params["pretrain"])
     run = tmp_path / "seed42"
@@ -79,8 +78,6 @@ def test_mlm_train_corpora_takes_the_runs_teacher_scores_only_when_its_teacher_i
 
 
 def test_each_variant_is_compared_with_no_pretraining_within_each_seed():
-    from bench.bench_pretrain import render, summary
-
     def row(variant, seed, val, test):
         return {"variant": variant, "seed": seed, "val_macro_f1": val, "test_macro_f1": test, "finetune_seconds": 1.0}
     # mlm_train_corpora: +0.02, +0.015, +0.025 on val (outside noise), test +0.01, -0.01, +0.03 (not)
@@ -101,9 +98,6 @@ def test_each_variant_is_compared_with_no_pretraining_within_each_seed():
 
 
 def test_set_overrides_one_teacher_or_pretrain_param_and_refuses_anything_else():
-    import argparse
-
-    from bench.bench_pretrain import parse_set
     assert parse_set("pretrain.lr=0.0005") == ("pretrain.lr", 0.0005)
     assert parse_set("teacher.scratch={layers: 2}") == ("teacher.scratch", {"layers": 2})
     for bad in ("pretrain.lr", "distill.alpha=0.5", "lr=0.1", "pretrain.a.b=1"):
