@@ -1,5 +1,5 @@
 """Teacher pooling benchmark (not a test): the params.yaml teacher trained with pooling cls, mean and
-max on the SAME tokenizer (models/teacher's, so WordPiece nondeterminism is out of the comparison) and
+max on the SAME tokenizer (models/teacher's, so tokenizer differences are out of the comparison) and
 the same seed; best epoch and thresholds chosen on val, test scored once per model. The pooling to
 prefer is the best on val, never on test. Then the batch-1 latency cost of each pooling on the same
 weights (models/pruned as PyTorch FP32 and as the shipped onnx_int8 + 4-bit embeddings), every

@@ -3,10 +3,18 @@ each of --values, fine-tuned by the train_teacher stage's own function from one 
 pipeline's models/pretrained), chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is scored once
 per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md) and `teacher.epochs`.
 
+A param of the encoder's shape (scratch.vocab_size, scratch.layers) changes what pretraining builds: each value
+other than the default is pretrained first, by the pretrain stage's function on the same corpus (the run's
+data/pretrain_corpus.txt, or data/pretrain_corpus.txt) with the params.yaml pretrain group, then fine-tuned.
+The default's encoder is the one given (--pretrained, or the run's). The student is not trained here: with
+student.tokenizer: teacher, scratch.vocab_size also sizes the student's embedding table.
+
     .venv/bin/python -m bench.bench_teacher --param lr --values 0.0005 0.0002 0.0001   # after dvc repro pretrain
     # over the seeds of a `make bench` run: each seed's own split and pretrained encoder
     .venv/bin/python -m bench.bench_teacher --param lr --values 0.0002 0.0001 --work bench/work/hatespeech \
         --seeds 42 43 44 --out bench/teacher_lr
+    .venv/bin/python -m bench.bench_teacher --param scratch.vocab_size --values 8000 16000 \
+        --work bench/work/cyberbully --seeds 42 --out bench/teacher_vocab_cyberbully
 
 With --work, a value whose teacher is the one the make-bench run trained (its teacher params, seed, code and
 CPU type) takes that run's scores instead of training it again (the row says `from_run`).
@@ -18,12 +26,14 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
 from banglacompress.config import load_params
-from banglacompress.data import load_split
+from banglacompress.data import load_split, read_corpus
+from banglacompress.pretrain import pretrain_mlm
 from banglacompress.train import configure_torch
 
 from .bench_pretrain import fine_tune_and_score
@@ -31,11 +41,35 @@ from .run_bench import machine, outside_noise, run_teacher_scores, stats
 
 # What a sweep may set: a number the train_teacher stage reads (the encoder and its shape come from pretraining).
 SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip")
+# ... and a number of the scratch encoder's shape: each value is pretrained before it is fine-tuned.
+PRETRAINED = ("scratch.vocab_size", "scratch.layers")
+
+
+def value_of(teacher: dict, param: str):
+    return teacher["scratch"][param.split(".")[1]] if param in PRETRAINED else teacher[param]
+
+
+def with_value(teacher: dict, param: str, value) -> dict:
+    """The teacher params with `param` (a key, or scratch.KEY) set to value."""
+    if param in PRETRAINED:
+        return {**teacher, "scratch": {**teacher["scratch"], param.split(".")[1]: value}}
+    return {**teacher, param: value}
+
+
+def pretrain_value(params: dict, teacher: dict, corpus: Path, out_dir: Path, seed: int) -> dict:
+    """The pretrain stage's function with these teacher params on the run's corpus: the encoder's directory, its
+    wall seconds and final validation perplexity."""
+    start = time.perf_counter()
+    pre = pretrain_mlm(params["pretrain"], texts=read_corpus(corpus), out_dir=out_dir, seed=seed,
+                       max_length=params["data"]["max_length"], teacher_cfg=teacher)
+    return {"dir": str(out_dir), "pretrain_seconds": round(time.perf_counter() - start, 1),
+            "final_val_perplexity": pre["final_val_perplexity"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--param", default="lr", choices=SWEEPABLE, help="the teacher param swept (default lr)")
+    ap.add_argument("--param", default="lr", choices=SWEEPABLE + PRETRAINED,
+                    help="the teacher param swept (default lr); scratch.* values are pretrained first")
     ap.add_argument("--values", nargs="+", type=yaml.safe_load,
                     help="its values, read as YAML (0.0002, 12): required unless --render-only")
     ap.add_argument("--pretrained", default="models/pretrained")
@@ -56,6 +90,9 @@ def main() -> None:
         sys.exit(f"error: give --values, numbers for teacher.{args.param} (e.g. --values 6 12)")
     params = load_params()
     configure_torch(params["threads"])
+    if args.param in PRETRAINED and params["teacher"]["model"] != "scratch":
+        sys.exit(f"error: --param {args.param} needs teacher.model: scratch (params.yaml has "
+                 f"{params['teacher']['model']!r})")
     if args.seeds and not args.work:
         sys.exit("error: --seeds needs --work (the make-bench directory that holds seed<N>/)")
     runs = ([(seed, f"{args.work}/seed{seed}/models/pretrained", f"{args.work}/seed{seed}/data/prepared")
@@ -64,27 +101,34 @@ def main() -> None:
         if not Path(pretrained).is_dir() or not Path(prepared).is_dir():
             sys.exit(f"error: {pretrained} or {prepared} is missing: run `dvc repro pretrain` (or make bench) first")
     teacher = {**params["teacher"], "cv_folds": 0}
+    default = value_of(teacher, args.param)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_teacher_") as tmp:
         for seed, pretrained, prepared in runs:
             test = load_split(prepared, "test")[:2]
             for value in args.values:
-                done = (run_teacher_scores(Path(pretrained).parents[1], {**params["teacher"], args.param: value},
+                done = (run_teacher_scores(Path(pretrained).parents[1], with_value(params["teacher"], args.param, value),
                                            params, seed) if args.work else None)
                 if done:
                     rows.append({"seed": seed, "value": value, **done})
                     print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
                     continue
-                scores = fine_tune_and_score({**teacher, "model": pretrained, args.param: value}, prepared,
+                encoder, pre = pretrained, {}
+                if args.param in PRETRAINED and value != default:
+                    pre = pretrain_value(params, with_value(teacher, args.param, value),
+                                         Path(prepared).parent / "pretrain_corpus.txt",
+                                         Path(tmp) / f"s{seed}_{args.param}{value}_pretrained", seed)
+                    encoder = pre.pop("dir")
+                scores = fine_tune_and_score({**with_value(teacher, args.param, value), "model": encoder}, prepared,
                                              Path(tmp) / f"s{seed}_{args.param}{value}", seed,
                                              params["data"]["max_length"], test,
                                              desc=f"seed {seed} {args.param} {value}")
                 scores["seconds"] = scores.pop("finetune_seconds")
-                rows.append({"seed": seed, "value": value, **scores})
+                rows.append({"seed": seed, "value": value, **scores, **pre})
                 print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
     header = {"command": "python -m bench.bench_teacher " + " ".join(sys.argv[1:]), "machine": machine(),
               "runs": [{"seed": s, "pretrained": p, "prepared": d} for s, p, d in runs], "work": args.work,
-              "param": args.param, "default": params["teacher"][args.param],
+              "param": args.param, "default": default,
               "teacher": {k: v for k, v in teacher.items() if k not in (args.param, "model")}}
     write({"header": header, "rows": rows, **summarize(rows, header["default"])}, out)
 
@@ -128,6 +172,7 @@ def render(result: dict) -> str:
     header, summary = result["header"], result["summary"]
     param, default = header["param"], header["default"]
     seeds = [r["seed"] for r in header["runs"]]
+    pretrained = any("pretrain_seconds" in r for r in result["rows"])  # a scratch.* param: its own encoders
     where = (f"each seed's own split and pretrained encoder (`{header['work']}/seed<N>`)" if header.get("work")
              else f"from `{header['runs'][0]['pretrained']}` on `{header['runs'][0]['prepared']}`")
     lines = [f"# teacher.{param} of the pretrained teacher", "",
@@ -135,9 +180,13 @@ def render(result: dict) -> str:
              "teacher params from params.yaml. Chosen on val macro-F1 (thresholds tuned on val); test is reported, "
              "never used. Mean ± std (n − 1) over seeds. The val change against the default "
              f"(teacher.{param} {default:g}) is taken within each seed; it is a result, not seed noise, when "
-             "every seed's change has the same sign and the mean is more than 2 std from zero.", "",
+             "every seed's change has the same sign and the mean is more than 2 std from zero."
+             + (" Each value but the default was pretrained first (the pretrain stage's function and params.yaml "
+                "pretrain group, on the same corpus); the default's encoder is the given one." if pretrained else ""),
+             "",
              f"| teacher.{param} | val macro-F1 | val change vs default | test macro-F1 | per seed val / test | "
-             "best epochs | seconds |", "|---:|---:|---:|---:|---|---|---:|"]
+             "best epochs | seconds |" + (" pretraining seconds / final val perplexity |" if pretrained else ""),
+             "|---:|---:|---:|---:|---|---|---:|" + ("---|" if pretrained else "")]
     for value in dict.fromkeys(r["value"] for r in result["rows"]):
         rs = [r for r in result["rows"] if r["value"] == value]
         s = summary[str(value)]
@@ -147,12 +196,17 @@ def render(result: dict) -> str:
                      f"{t['mean']:.4f} ± {t['std']:.4f} | "
                      + ", ".join(f"{r['val_macro_f1']:.4f} / {r['test_macro_f1']:.4f}" for r in rs) + " | "
                      + ", ".join(f"{r['best_epoch']} of {r['epochs_run']}" for r in rs) + " | "
-                     + f"{sum(r['seconds'] for r in rs) / len(rs):.0f} |")
+                     + f"{sum(r['seconds'] for r in rs) / len(rs):.0f} |"
+                     + (" " + ", ".join(f"{r['pretrain_seconds']:.0f} / {r['final_val_perplexity']:.1f}"
+                                        if "pretrain_seconds" in r else "given encoder" for r in rs) + " |"
+                        if pretrained else ""))
     best = result["best_on_val"]
     change = summary[str(best)].get("val_change_vs_default")
     verdict = (" It is the default." if best == default else "" if change is None else
                f" Its paired val change against the default, {change['mean']:+.4f} ± {change['std']:.4f}, is "
-               + ("outside seed noise." if outside_noise(change["values"]) else "seed noise: the default stays."))
+               + ("outside seed noise." if outside_noise(change["values"]) else
+                  "one seed: no seed spread to judge it against (a screen for a large change, not a result)."
+                  if len(change["values"]) == 1 else "seed noise: the default stays."))
     lines += ["", f"Best on mean val: **{best:g}**.{verdict}"]
     return "\n".join(lines) + "\n"
 

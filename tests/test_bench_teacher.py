@@ -1,5 +1,6 @@
 """bench/bench_teacher.py: the paired summary of a one-param teacher sweep on hand-made rows (every number
-known), the lr-only records it used to write read in today's terms, and a bad --values refused in one line."""
+known), the lr-only records it used to write read in today's terms, a bad --values refused in one line, and a
+param of the encoder's shape (scratch.*) pretrained for each value but the default, end to end on a tiny model."""
 import json
 import shutil
 import sys
@@ -8,8 +9,9 @@ import pytest
 import yaml
 
 from banglacompress.config import load_params
+from banglacompress.data import prepare_splits
 from bench import bench_teacher, run_bench
-from conftest import ROOT
+from conftest import ROOT, synthetic_frame, tiny_params, write_params
 
 
 def _row(seed, value, val, test=0.8):
@@ -92,3 +94,45 @@ def test_the_runs_own_teacher_is_reused_only_when_it_is_the_same_computation(tmp
     module.write_text(original, encoding="utf-8")
     (run / run_bench.RUN_FILE).write_text(json.dumps({"cpu": "another CPU type", "stages": {}, "result": {}}))
     assert run_bench.run_teacher_scores(run, params["teacher"], params, 43) is None                    # other CPU
+
+
+def test_a_scratch_param_is_pretrained_for_each_value_but_the_default(tmp_path, monkeypatch):
+    """scratch.layers 1 (the default, from the given encoder) against 2: the 2-layer encoder is pretrained by the
+    pretrain stage's function on data/pretrain_corpus.txt, then fine-tuned; the row and the table say so."""
+    monkeypatch.chdir(tmp_path)
+    csv = tmp_path / "data.csv"
+    synthetic_frame("binary", n=200).to_csv(csv, index=False)
+    params = tiny_params(csv)
+    params["teacher"].update(scratch={**params["teacher"]["scratch"], "layers": 1}, epochs=1)
+    write_params(tmp_path, params)
+    (tmp_path / "data" / "prepared").mkdir(parents=True)
+    prepare_splits(params["data"], 0, tmp_path / "data" / "prepared")
+    texts = list(synthetic_frame("binary", n=200, seed=1)["Comments"])
+    (tmp_path / "data" / "pretrain_corpus.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    default = bench_teacher.pretrain_value(params, params["teacher"], tmp_path / "data" / "pretrain_corpus.txt",
+                                           tmp_path / "models" / "pretrained", seed=params["seed"])
+    assert default["dir"] == str(tmp_path / "models" / "pretrained") and default["final_val_perplexity"] > 1
+    assert json.loads((tmp_path / "models" / "pretrained" / "config.json").read_text())["num_hidden_layers"] == 1
+
+    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--param", "scratch.layers", "--values", "1", "2",
+                                      "--out", str(tmp_path / "out")])
+    bench_teacher.main()
+    result = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    one, two = result["rows"]
+    assert result["header"]["default"] == 1 and (one["value"], two["value"]) == (1, 2)
+    assert "pretrain_seconds" not in one and two["pretrain_seconds"] > 0 and two["final_val_perplexity"] > 1
+    assert "val_change_vs_default" in result["summary"]["2"]
+    text = (tmp_path / "out.md").read_text(encoding="utf-8")
+    assert "| pretraining seconds / final val perplexity |" in text and "| given encoder |" in text
+    assert "one seed: no seed spread to judge it against" in text or result["best_on_val"] == 1
+
+
+def test_a_scratch_param_needs_a_scratch_teacher(tmp_path, monkeypatch):
+    params = load_params(ROOT / "params.yaml")
+    params["teacher"]["model"] = "csebuetnlp/banglabert"
+    write_params(tmp_path, params)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--param", "scratch.vocab_size", "--values", "8000"])
+    with pytest.raises(SystemExit) as stop:
+        bench_teacher.main()
+    assert str(stop.value.code).startswith("error: --param scratch.vocab_size needs teacher.model: scratch")
