@@ -3,8 +3,8 @@ each of --values, fine-tuned by the train_teacher stage's own function from one 
 pipeline's models/pretrained), chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is scored once
 per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md) and `teacher.epochs`.
 
-A param of the encoder's shape (scratch.vocab_size, scratch.layers) changes what pretraining builds: each value
-other than the default is pretrained first, by the pretrain stage's function on the same corpus (the run's
+A param of the encoder's shape (scratch.vocab_size, scratch.layers) or of its pretraining (pretrain.mask_prob,
+pretrain.epochs, pretrain.lr) changes what pretraining builds: each value other than the default is pretrained first, by the pretrain stage's function on the same corpus (the run's
 data/pretrain_corpus.txt, or data/pretrain_corpus.txt) with the params.yaml pretrain group, then fine-tuned.
 The default's encoder is the one given (--pretrained, or the run's). The student is not trained here: with
 student.tokenizer: teacher, scratch.vocab_size also sizes the student's embedding table.
@@ -41,27 +41,42 @@ from .run_bench import machine, outside_noise, run_teacher_scores, stats
 
 # What a sweep may set: a number the train_teacher stage reads (the encoder and its shape come from pretraining).
 SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip")
-# ... and a number of the scratch encoder's shape: each value is pretrained before it is fine-tuned.
-PRETRAINED = ("scratch.vocab_size", "scratch.layers")
+# ... and a number of the scratch encoder's shape or of its pretraining: each value is pretrained before it is
+# fine-tuned (its default's encoder is the one given).
+PRETRAINED = ("scratch.vocab_size", "scratch.layers", "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr")
 
 
-def value_of(teacher: dict, param: str):
-    return teacher["scratch"][param.split(".")[1]] if param in PRETRAINED else teacher[param]
+def _where(params: dict, param: str) -> tuple[dict, str]:
+    """The params group that holds `param` (teacher, teacher.scratch or pretrain) and the key in it."""
+    group, _, key = param.rpartition(".")
+    return {"": params["teacher"], "scratch": params["teacher"]["scratch"], "pretrain": params["pretrain"]}[group], key
 
 
-def with_value(teacher: dict, param: str, value) -> dict:
-    """The teacher params with `param` (a key, or scratch.KEY) set to value."""
-    if param in PRETRAINED:
-        return {**teacher, "scratch": {**teacher["scratch"], param.split(".")[1]: value}}
-    return {**teacher, param: value}
+def value_of(params: dict, param: str):
+    group, key = _where(params, param)
+    return group[key]
 
 
-def pretrain_value(params: dict, teacher: dict, corpus: Path, out_dir: Path, seed: int) -> dict:
-    """The pretrain stage's function with these teacher params on the run's corpus: the encoder's directory, its
-    wall seconds and final validation perplexity."""
+def label(param: str) -> str:
+    """The param as params.yaml names it: teacher.lr, teacher.scratch.layers, pretrain.mask_prob."""
+    return param if param.startswith("pretrain.") else f"teacher.{param}"
+
+
+def with_value(params: dict, param: str, value) -> dict:
+    """params with `param` (a teacher key, scratch.KEY or pretrain.KEY) set to value; the rest shared."""
+    group, _, key = param.rpartition(".")
+    if group == "scratch":
+        return {**params, "teacher": {**params["teacher"], "scratch": {**params["teacher"]["scratch"], key: value}}}
+    name = group or "teacher"
+    return {**params, name: {**params[name], key: value}}
+
+
+def pretrain_value(params: dict, corpus: Path, out_dir: Path, seed: int) -> dict:
+    """The pretrain stage's function with these teacher and pretrain params on the run's corpus: the encoder's
+    directory, its wall seconds and final validation perplexity."""
     start = time.perf_counter()
     pre = pretrain_mlm(params["pretrain"], texts=read_corpus(corpus), out_dir=out_dir, seed=seed,
-                       max_length=params["data"]["max_length"], teacher_cfg=teacher)
+                       max_length=params["data"]["max_length"], teacher_cfg=params["teacher"])
     return {"dir": str(out_dir), "pretrain_seconds": round(time.perf_counter() - start, 1),
             "final_val_perplexity": pre["final_val_perplexity"]}
 
@@ -87,7 +102,7 @@ def main() -> None:
         result.update(summarize(result["rows"], result["header"]["default"]))
         return write(result, out)
     if not args.values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values):
-        sys.exit(f"error: give --values, numbers for teacher.{args.param} (e.g. --values 6 12)")
+        sys.exit(f"error: give --values, numbers for {label(args.param)} (e.g. --values 6 12)")
     params = load_params()
     configure_torch(params["threads"])
     if args.param in PRETRAINED and params["teacher"]["model"] != "scratch":
@@ -101,25 +116,26 @@ def main() -> None:
         if not Path(pretrained).is_dir() or not Path(prepared).is_dir():
             sys.exit(f"error: {pretrained} or {prepared} is missing: run `dvc repro pretrain` (or make bench) first")
     teacher = {**params["teacher"], "cv_folds": 0}
-    default = value_of(teacher, args.param)
+    default = value_of(params, args.param)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_teacher_") as tmp:
         for seed, pretrained, prepared in runs:
             test = load_split(prepared, "test")[:2]
             for value in args.values:
-                done = (run_teacher_scores(Path(pretrained).parents[1], with_value(params["teacher"], args.param, value),
-                                           params, seed) if args.work else None)
+                setting = with_value({**params, "teacher": teacher}, args.param, value)
+                # the run's own teacher only for the default: another pretrain.* value has the same teacher params
+                done = (run_teacher_scores(Path(pretrained).parents[1], with_value(params, args.param, value)["teacher"],
+                                           params, seed) if args.work and value == default else None)
                 if done:
                     rows.append({"seed": seed, "value": value, **done})
                     print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
                     continue
                 encoder, pre = pretrained, {}
                 if args.param in PRETRAINED and value != default:
-                    pre = pretrain_value(params, with_value(teacher, args.param, value),
-                                         Path(prepared).parent / "pretrain_corpus.txt",
+                    pre = pretrain_value(setting, Path(prepared).parent / "pretrain_corpus.txt",
                                          Path(tmp) / f"s{seed}_{args.param}{value}_pretrained", seed)
                     encoder = pre.pop("dir")
-                scores = fine_tune_and_score({**with_value(teacher, args.param, value), "model": encoder}, prepared,
+                scores = fine_tune_and_score({**setting["teacher"], "model": encoder}, prepared,
                                              Path(tmp) / f"s{seed}_{args.param}{value}", seed,
                                              params["data"]["max_length"], test,
                                              desc=f"seed {seed} {args.param} {value}")
@@ -129,7 +145,8 @@ def main() -> None:
     header = {"command": "python -m bench.bench_teacher " + " ".join(sys.argv[1:]), "machine": machine(),
               "runs": [{"seed": s, "pretrained": p, "prepared": d} for s, p, d in runs], "work": args.work,
               "param": args.param, "default": default,
-              "teacher": {k: v for k, v in teacher.items() if k not in (args.param, "model")}}
+              "teacher": {k: v for k, v in teacher.items() if k not in (args.param, "model")},
+              **({"pretrain": params["pretrain"]} if args.param in PRETRAINED else {})}
     write({"header": header, "rows": rows, **summarize(rows, header["default"])}, out)
 
 
@@ -175,16 +192,16 @@ def render(result: dict) -> str:
     pretrained = any("pretrain_seconds" in r for r in result["rows"])  # a scratch.* param: its own encoders
     where = (f"each seed's own split and pretrained encoder (`{header['work']}/seed<N>`)" if header.get("work")
              else f"from `{header['runs'][0]['pretrained']}` on `{header['runs'][0]['prepared']}`")
-    lines = [f"# teacher.{param} of the pretrained teacher", "",
+    lines = [f"# {label(param)} of the pretrained teacher", "",
              f"Command: `{header['command']}`; {header['machine']['cpu']}; seeds {seeds}; {where}; the other "
              "teacher params from params.yaml. Chosen on val macro-F1 (thresholds tuned on val); test is reported, "
              "never used. Mean ± std (n − 1) over seeds. The val change against the default "
-             f"(teacher.{param} {default:g}) is taken within each seed; it is a result, not seed noise, when "
+             f"({label(param)} {default:g}) is taken within each seed; it is a result, not seed noise, when "
              "every seed's change has the same sign and the mean is more than 2 std from zero."
              + (" Each value but the default was pretrained first (the pretrain stage's function and params.yaml "
                 "pretrain group, on the same corpus); the default's encoder is the given one." if pretrained else ""),
              "",
-             f"| teacher.{param} | val macro-F1 | val change vs default | test macro-F1 | per seed val / test | "
+             f"| {label(param)} | val macro-F1 | val change vs default | test macro-F1 | per seed val / test | "
              "best epochs | seconds |" + (" pretraining seconds / final val perplexity |" if pretrained else ""),
              "|---:|---:|---:|---:|---|---|---:|" + ("---|" if pretrained else "")]
     for value in dict.fromkeys(r["value"] for r in result["rows"]):

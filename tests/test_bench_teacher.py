@@ -109,7 +109,7 @@ def test_a_scratch_param_is_pretrained_for_each_value_but_the_default(tmp_path, 
     prepare_splits(params["data"], 0, tmp_path / "data" / "prepared")
     texts = list(synthetic_frame("binary", n=200, seed=1)["Comments"])
     (tmp_path / "data" / "pretrain_corpus.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-    default = bench_teacher.pretrain_value(params, params["teacher"], tmp_path / "data" / "pretrain_corpus.txt",
+    default = bench_teacher.pretrain_value(params, tmp_path / "data" / "pretrain_corpus.txt",
                                            tmp_path / "models" / "pretrained", seed=params["seed"])
     assert default["dir"] == str(tmp_path / "models" / "pretrained") and default["final_val_perplexity"] > 1
     assert json.loads((tmp_path / "models" / "pretrained" / "config.json").read_text())["num_hidden_layers"] == 1
@@ -125,6 +125,21 @@ def test_a_scratch_param_is_pretrained_for_each_value_but_the_default(tmp_path, 
     text = (tmp_path / "out.md").read_text(encoding="utf-8")
     assert "| pretraining seconds / final val perplexity |" in text and "| given encoder |" in text
     assert "one seed: no seed spread to judge it against" in text or result["best_on_val"] == 1
+
+
+def test_a_pretrain_param_sets_the_pretrain_group_and_a_scratch_param_the_teachers_shape():
+    params = load_params(ROOT / "params.yaml")
+    masked = bench_teacher.with_value(params, "pretrain.mask_prob", 0.4)
+    assert masked["pretrain"]["mask_prob"] == 0.4 and masked["teacher"] == params["teacher"]
+    assert params["pretrain"]["mask_prob"] == 0.15  # the given params are not changed
+    deeper = bench_teacher.with_value(params, "scratch.layers", 6)
+    assert deeper["teacher"]["scratch"]["layers"] == 6 and deeper["pretrain"] == params["pretrain"]
+    assert params["teacher"]["scratch"]["layers"] == 4
+    assert bench_teacher.with_value(params, "lr", 0.001)["teacher"]["lr"] == 0.001
+    assert [bench_teacher.value_of(params, p) for p in ("pretrain.mask_prob", "scratch.layers", "lr")] == \
+        [0.15, 4, params["teacher"]["lr"]]
+    assert bench_teacher.label("pretrain.mask_prob") == "pretrain.mask_prob"
+    assert bench_teacher.label("scratch.layers") == "teacher.scratch.layers"
 
 
 def test_a_scratch_param_needs_a_scratch_teacher(tmp_path, monkeypatch):
