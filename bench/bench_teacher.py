@@ -37,7 +37,7 @@ from banglacompress.pretrain import pretrain_mlm
 from banglacompress.train import configure_torch
 
 from .bench_pretrain import fine_tune_and_score
-from .run_bench import machine, outside_noise, run_teacher_scores, stats
+from .run_bench import RUN_FILE, machine, outside_noise, run_teacher_scores, stats
 
 # What a sweep may set: a number the train_teacher stage reads (the encoder and its shape come from pretraining).
 SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip")
@@ -81,6 +81,19 @@ def pretrain_value(params: dict, corpus: Path, out_dir: Path, seed: int) -> dict
             "final_val_perplexity": pre["final_val_perplexity"]}
 
 
+def run_pretraining(run: Path) -> dict:
+    """How a make-bench run pretrained the default's encoder: its pretrain stage's wall seconds and final val
+    perplexity (empty when the run did not record them)."""
+    record, metrics = run / RUN_FILE, run / "metrics" / "pretrain.json"
+    if not (record.exists() and metrics.exists()):
+        return {}
+    stage = json.loads(record.read_text(encoding="utf-8"))["stages"].get("pretrain", {})
+    final = json.loads(metrics.read_text(encoding="utf-8")).get("final_val_perplexity")
+    if "seconds" not in stage or final is None:
+        return {}
+    return {"pretrain_seconds": stage["seconds"], "final_val_perplexity": final, "pretrained_in_run": True}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--param", default="lr", choices=SWEEPABLE + PRETRAINED,
@@ -99,6 +112,7 @@ def main() -> None:
     out = args.out or f"bench/teacher_{args.param}"
     if args.render_only:
         result = upgrade(json.loads(Path(out + ".json").read_text(encoding="utf-8")))
+        add_run_pretraining(result)
         result.update(summarize(result["rows"], result["header"]["default"]))
         return write(result, out)
     if not args.values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values):
@@ -131,6 +145,8 @@ def main() -> None:
                     print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
                     continue
                 encoder, pre = pretrained, {}
+                if args.param in PRETRAINED and value == default and args.work:
+                    pre = run_pretraining(Path(pretrained).parents[1])  # the run's, for the table
                 if args.param in PRETRAINED and value != default:
                     pre = pretrain_value(setting, Path(prepared).parent / "pretrain_corpus.txt",
                                          Path(tmp) / f"s{seed}_{args.param}{value}_pretrained", seed)
@@ -148,6 +164,17 @@ def main() -> None:
               "teacher": {k: v for k, v in teacher.items() if k not in (args.param, "model")},
               **({"pretrain": params["pretrain"]} if args.param in PRETRAINED else {})}
     write({"header": header, "rows": rows, **summarize(rows, header["default"])}, out)
+
+
+def add_run_pretraining(result: dict) -> None:
+    """A scratch.* / pretrain.* sweep over make-bench runs written before the default's rows carried their
+    run's pretraining: add it, from the runs, when they are still there."""
+    header = result["header"]
+    if header.get("param") not in PRETRAINED or not header.get("work"):
+        return
+    for row in result["rows"]:
+        if row["value"] == header["default"] and "pretrain_seconds" not in row:
+            row.update(run_pretraining(Path(header["work"]) / f"seed{row['seed']}"))
 
 
 def upgrade(result: dict) -> dict:
@@ -199,7 +226,8 @@ def render(result: dict) -> str:
              f"({label(param)} {default:g}) is taken within each seed; it is a result, not seed noise, when "
              "every seed's change has the same sign and the mean is more than 2 std from zero."
              + (" Each value but the default was pretrained first (the pretrain stage's function and params.yaml "
-                "pretrain group, on the same corpus); the default's encoder is the given one." if pretrained else ""),
+                "pretrain group, on the same corpus); the default's encoder is the given one (with --work, the run's: "
+                "its seconds and perplexity are the run's own, from another process)." if pretrained else ""),
              "",
              f"| {label(param)} | val macro-F1 | val change vs default | test macro-F1 | per seed val / test | "
              "best epochs | seconds |" + (" pretraining seconds / final val perplexity |" if pretrained else ""),
@@ -215,6 +243,7 @@ def render(result: dict) -> str:
                      + ", ".join(f"{r['best_epoch']} of {r['epochs_run']}" for r in rs) + " | "
                      + f"{sum(r['seconds'] for r in rs) / len(rs):.0f} |"
                      + (" " + ", ".join(f"{r['pretrain_seconds']:.0f} / {r['final_val_perplexity']:.1f}"
+                                        + (" (the run's)" if r.get("pretrained_in_run") else "")
                                         if "pretrain_seconds" in r else "given encoder" for r in rs) + " |"
                         if pretrained else ""))
     best = result["best_on_val"]

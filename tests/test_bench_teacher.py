@@ -151,3 +151,23 @@ def test_a_scratch_param_needs_a_scratch_teacher(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as stop:
         bench_teacher.main()
     assert str(stop.value.code).startswith("error: --param scratch.vocab_size needs teacher.model: scratch")
+
+
+def test_the_defaults_row_of_a_pretrained_sweep_gets_its_runs_pretraining(tmp_path):
+    """A sweep over make-bench runs shows the default's pretraining next to the value's, from the run's record
+    and metrics; records written before that get it on --render-only, and a row already carrying it is kept."""
+    run = tmp_path / "work" / "seed42"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "pretrain.json").write_text(json.dumps({"final_val_perplexity": 704.3}))
+    (run / run_bench.RUN_FILE).write_text(json.dumps({"stages": {"pretrain": {"seconds": 787.0}}}))
+    assert bench_teacher.run_pretraining(run) == {"pretrain_seconds": 787.0, "final_val_perplexity": 704.3,
+                                                   "pretrained_in_run": True}
+    assert bench_teacher.run_pretraining(tmp_path / "work" / "seed43") == {}  # no such run
+    rows = [_row(42, 0.15, 0.78), {**_row(42, 0.4, 0.779), "pretrain_seconds": 1506.0, "final_val_perplexity": 421.2}]
+    header = {"param": "pretrain.mask_prob", "default": 0.15, "runs": [{"seed": 42}], "work": str(tmp_path / "work"),
+              "command": "c", "machine": {"cpu": "x"}}
+    result = {"header": header, "rows": rows}
+    bench_teacher.add_run_pretraining(result)
+    assert rows[0]["pretrain_seconds"] == 787.0 and rows[1]["pretrain_seconds"] == 1506.0
+    text = bench_teacher.render({**result, **bench_teacher.summarize(rows, 0.15)})
+    assert "| 787 / 704.3 (the run's) |" in text and "| 1506 / 421.2 |" in text
