@@ -4,9 +4,10 @@ pipeline's models/pretrained), chosen on val macro-F1 (thresholds tuned on val);
 per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md) and `teacher.epochs`.
 
 A param of the encoder's shape (scratch.vocab_size, scratch.layers) or of its pretraining (pretrain.mask_prob,
-pretrain.epochs, pretrain.lr) changes what pretraining builds: each value other than the default is pretrained first, by the pretrain stage's function on the same corpus (the run's
-data/pretrain_corpus.txt, or data/pretrain_corpus.txt) with the params.yaml pretrain group, then fine-tuned.
-The default's encoder is the one given (--pretrained, or the run's). The student is not trained here: with
+pretrain.epochs, pretrain.lr) changes what pretraining builds: each value other than the default is pretrained
+first, by the pretrain stage's function on the same corpus (the run's data/pretrain_corpus.txt, or
+data/pretrain_corpus.txt) with the params.yaml pretrain group and that value, then fine-tuned. The default's
+encoder is the one given (--pretrained, or the run's). The student is not trained here: with
 student.tokenizer: teacher, scratch.vocab_size also sizes the student's embedding table.
 
     .venv/bin/python -m bench.bench_teacher --param lr --values 0.0005 0.0002 0.0001   # after dvc repro pretrain
@@ -46,15 +47,10 @@ SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropou
 PRETRAINED = ("scratch.vocab_size", "scratch.layers", "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr")
 
 
-def _where(params: dict, param: str) -> tuple[dict, str]:
-    """The params group that holds `param` (teacher, teacher.scratch or pretrain) and the key in it."""
-    group, _, key = param.rpartition(".")
-    return {"": params["teacher"], "scratch": params["teacher"]["scratch"], "pretrain": params["pretrain"]}[group], key
-
-
 def value_of(params: dict, param: str):
-    group, key = _where(params, param)
-    return group[key]
+    """The value of `param` (a teacher key, scratch.KEY or pretrain.KEY) in params."""
+    group, _, key = param.rpartition(".")
+    return {"": params["teacher"], "scratch": params["teacher"]["scratch"], "pretrain": params["pretrain"]}[group][key]
 
 
 def label(param: str) -> str:
@@ -97,7 +93,7 @@ def run_pretraining(run: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--param", default="lr", choices=SWEEPABLE + PRETRAINED,
-                    help="the teacher param swept (default lr); scratch.* values are pretrained first")
+                    help="the param swept (default teacher.lr); scratch.* and pretrain.* values are pretrained first")
     ap.add_argument("--values", nargs="+", type=yaml.safe_load,
                     help="its values, read as YAML (0.0002, 12): required unless --render-only")
     ap.add_argument("--pretrained", default="models/pretrained")
@@ -137,16 +133,18 @@ def main() -> None:
             test = load_split(prepared, "test")[:2]
             for value in args.values:
                 setting = with_value({**params, "teacher": teacher}, args.param, value)
-                # the run's own teacher only for the default: another pretrain.* value has the same teacher params
-                done = (run_teacher_scores(Path(pretrained).parents[1], with_value(params, args.param, value)["teacher"],
-                                           params, seed) if args.work and value == default else None)
+                # a pretrain.* value leaves the teacher params as they are: the run's teacher is only the default's
+                reusable = args.work and (not args.param.startswith("pretrain.") or value == default)
+                run = Path(pretrained).parents[1]
+                done = (run_teacher_scores(run, with_value(params, args.param, value)["teacher"], params, seed)
+                        if reusable else None)
                 if done:
                     rows.append({"seed": seed, "value": value, **done})
                     print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
                     continue
                 encoder, pre = pretrained, {}
                 if args.param in PRETRAINED and value == default and args.work:
-                    pre = run_pretraining(Path(pretrained).parents[1])  # the run's, for the table
+                    pre = run_pretraining(run)  # the run's, for the table
                 if args.param in PRETRAINED and value != default:
                     pre = pretrain_value(setting, Path(prepared).parent / "pretrain_corpus.txt",
                                          Path(tmp) / f"s{seed}_{args.param}{value}_pretrained", seed)
