@@ -214,7 +214,7 @@ def render(result: dict) -> str:
     header, summary = result["header"], result["summary"]
     param, default = header["param"], header["default"]
     seeds = [r["seed"] for r in header["runs"]]
-    pretrained = any("pretrain_seconds" in r for r in result["rows"])  # a scratch.* param: its own encoders
+    pretrained = param in PRETRAINED  # a scratch.* / pretrain.* sweep: its values have their own encoders
     where = (f"each seed's own split and pretrained encoder (`{header['work']}/seed<N>`)" if header.get("work")
              else f"from `{header['runs'][0]['pretrained']}` on `{header['runs'][0]['prepared']}`")
     lines = [f"# {label(param)} of the pretrained teacher", "",

@@ -1,6 +1,7 @@
 """bench/bench_teacher.py: the paired summary of a one-param teacher sweep on hand-made rows (every number
 known), the lr-only records it used to write read in today's terms, a bad --values refused in one line, and a
-param of the encoder's shape (scratch.*) pretrained for each value but the default, end to end on a tiny model."""
+param of the encoder's shape or its pretraining (scratch.*, pretrain.*) pretrained for each value but the default,
+end to end on a tiny model."""
 import json
 import shutil
 import sys
