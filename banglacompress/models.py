@@ -50,12 +50,30 @@ def _roberta(a):
 
 SCRATCH_FAMILIES = {"bert": _bert, "electra": _electra, "distilbert": _distilbert, "xlm-roberta": _roberta}
 ARCH_KEYS = ("family", "layers", "hidden", "heads", "ffn", "vocab_size")
+# scratch.tokenizer_model: the SentencePiece model type a scratch tokenizer trains (the first is the default).
+TOKENIZER_MODELS = ("unigram", "bpe")
 
 
-def train_tokenizer(texts: list[str], vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
-    """A SentencePiece unigram vocabulary trained on `texts`, as a fast (Rust) tokenizer.
+def tokenizer_model(arch: dict) -> str:
+    """A scratch architecture's tokenizer_model: optional, so params files written before it still read."""
+    return arch.get("tokenizer_model", TOKENIZER_MODELS[0])
 
-    SentencePiece, not the `tokenizers` WordPiece trainer: that one iterates a randomly seeded hash map
+
+def bpe_merges(vocab: dict[str, int], skip: set[str]) -> list[tuple[str, str]]:
+    """The merge list of a SentencePiece BPE vocabulary, for the `tokenizers` BPE model: SentencePiece
+    stores pieces, not merges, in the order it learned them, so every split of a piece into two pieces
+    of the vocabulary is a merge of that piece's rank (as transformers' own converter does)."""
+    merges = [(piece[:i], piece[i:], rank) for piece, rank in vocab.items() if piece not in skip
+              for i in range(1, len(piece)) if piece[:i] in vocab and piece[i:] in vocab]
+    merges.sort(key=lambda m: (m[2], vocab[m[0]], vocab[m[1]]))
+    return [(left, right) for left, right, _ in merges]
+
+
+def train_sentencepiece(texts: list[str], vocab_size: int,
+                        model_type: str = "unigram") -> spm.SentencePieceProcessor:
+    """A SentencePiece model (`model_type`: unigram or bpe) trained on `texts`.
+
+    SentencePiece, not the `tokenizers` WordPiece/BPE trainers: those iterate a randomly seeded hash map
     while assigning ids and breaking ties, so every run gave another vocabulary and another teacher
     (docs/facts.md). SentencePiece with one thread trains the same model byte for byte in every
     process, so the same texts always give the same tokenizer; data-parallel ranks need not share it.
@@ -63,14 +81,27 @@ def train_tokenizer(texts: list[str], vocab_size: int, max_length: int) -> PreTr
     strip Bangla vowel signs. Special tokens are control symbols: never produced from text."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=model_type,
         character_coverage=1.0, normalization_rule_name="identity", num_threads=1, hard_vocab_limit=False,
         pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, pad_piece="[PAD]", unk_piece="[UNK]",
         control_symbols=["[CLS]", "[SEP]", "[MASK]"], input_sentence_size=0, shuffle_input_sentence=False,
         byte_fallback=False, minloglevel=2)
-    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
-    tok = Tokenizer(token_models.Unigram(vocab, unk_id=sp.unk_id(), byte_fallback=False))
+    return spm.SentencePieceProcessor(model_proto=model.getvalue())
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, max_length: int,
+                    model_type: str = "unigram") -> PreTrainedTokenizerFast:
+    """train_sentencepiece's model as a fast (Rust) tokenizer: the same pieces (a test checks), with
+    BERT-style [CLS] / [SEP] around each text."""
+    sp = train_sentencepiece(texts, vocab_size, model_type)
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    if model_type == "unigram":
+        tok = Tokenizer(token_models.Unigram([(p, sp.get_score(i)) for i, p in enumerate(pieces)],
+                                             unk_id=sp.unk_id(), byte_fallback=False))
+    else:
+        vocab = {p: i for i, p in enumerate(pieces)}
+        specials = {p for i, p in enumerate(pieces) if sp.is_control(i) or sp.is_unknown(i)}
+        tok = Tokenizer(token_models.BPE(vocab, bpe_merges(vocab, specials), unk_token="[UNK]", fuse_unk=True))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
@@ -97,10 +128,18 @@ def check_arch(name: str, arch: dict) -> None:
             f"{name}.scratch.family={arch['family']!r} is not supported; choose one of {list(SCRATCH_FAMILIES)}")
     require(arch["hidden"] % arch["heads"] == 0,
             f"{name}.scratch.hidden={arch['hidden']} must be divisible by heads={arch['heads']}")
+    require(tokenizer_model(arch) in TOKENIZER_MODELS,
+            f"{name}.scratch.tokenizer_model={tokenizer_model(arch)!r} is not supported; choose one of "
+            f"{list(TOKENIZER_MODELS)}")
+
+
+def tokenizer_for(arch: dict, texts: list[str], max_length: int) -> PreTrainedTokenizerFast:
+    """The tokenizer a scratch architecture trains on `texts`: its vocab_size and tokenizer_model."""
+    return train_tokenizer(texts, arch["vocab_size"], max_length, tokenizer_model(arch))
 
 
 def build_scratch(arch: dict, meta: dict, train_texts: list[str], max_length: int, dropout: float = 0.1):
-    tokenizer = train_tokenizer(train_texts, arch["vocab_size"], max_length)
+    tokenizer = tokenizer_for(arch, train_texts, max_length)
     return build_scratch_with_tokenizer(arch, meta, tokenizer, max_length, dropout), tokenizer
 
 
@@ -120,7 +159,7 @@ def load_pretrained(name_or_path: str, meta: dict, max_length: int):
 
 def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_length: int, tokenizer=None):
     """`cfg` is a params group with `model` ("scratch", a hub id or a path) and `scratch` (architecture).
-    A scratch model trains its own WordPiece on train_texts unless a `tokenizer` is given."""
+    A scratch model trains its own SentencePiece on train_texts unless a `tokenizer` is given."""
     source = cfg.get("model", "scratch")
     if source == "scratch":
         check_arch(group, cfg.get("scratch") or {})
@@ -299,7 +338,7 @@ def scratch_config(arch: dict, tokenizer, max_length: int, dropout: float = 0.1,
 
 def build_scratch_with_tokenizer(arch: dict, meta: dict, tokenizer, max_length: int, dropout: float = 0.1):
     """Like build_scratch, but on an existing tokenizer (the teacher's) instead of a freshly trained
-    WordPiece: hidden / attention KD need the student to see the teacher's tokens. arch's vocab_size
+    SentencePiece: hidden / attention KD need the student to see the teacher's tokens. arch's vocab_size
     is ignored (the tokenizer decides it)."""
     return AutoModelForSequenceClassification.from_config(
         scratch_config(arch, tokenizer, max_length, dropout, **label_config(meta)))

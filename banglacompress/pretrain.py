@@ -20,7 +20,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from .config import UserError, atomic_output, check_range, require
 from .data import Encoded, clean_text, dedup_key, make_loader, read_csv
 from .integrity import write_checksums
-from .models import check_arch, save_tokenizer, scratch_config, train_tokenizer
+from .models import check_arch, save_tokenizer, scratch_config, tokenizer_for
 from .train import SCHEDULERS, is_main_process, open_live, progress, report_launch, seed_everything
 
 # The pretrain params group; a missing key takes this default, an unknown key is an error.
@@ -224,7 +224,7 @@ def build_mlm(teacher_cfg: dict, texts: list[str], max_length: int):
             "teacher.model: scratch pretrains the teacher.scratch architecture, but teacher.scratch is missing")
     arch = teacher_cfg["scratch"]
     check_arch("teacher", arch)
-    tokenizer = train_tokenizer(texts, arch["vocab_size"], max_length)
+    tokenizer = tokenizer_for(arch, texts, max_length)
     return scratch_mlm(arch, tokenizer, max_length, teacher_cfg.get("dropout", 0.1)), tokenizer, \
         "SentencePiece trained on the pretraining texts"
 

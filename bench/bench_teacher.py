@@ -34,6 +34,7 @@ import yaml
 
 from banglacompress.config import load_params
 from banglacompress.data import load_split, read_corpus
+from banglacompress.models import TOKENIZER_MODELS, tokenizer_model
 from banglacompress.pretrain import pretrain_mlm
 from banglacompress.train import configure_torch
 
@@ -44,13 +45,17 @@ from .run_bench import RUN_FILE, machine, outside_noise, run_teacher_scores, sta
 SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip")
 # ... and a number of the scratch encoder's shape or of its pretraining: each value is pretrained before it is
 # fine-tuned (its default's encoder is the one given).
-PRETRAINED = ("scratch.vocab_size", "scratch.layers", "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr")
+PRETRAINED = ("scratch.vocab_size", "scratch.layers", "scratch.tokenizer_model", "pretrain.mask_prob",
+              "pretrain.epochs", "pretrain.lr")
+# ... of which these take a word, not a number
+WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS}
 
 
 def value_of(params: dict, param: str):
     """The value of `param` (a teacher key, scratch.KEY or pretrain.KEY) in params."""
     group, _, key = param.rpartition(".")
-    return {"": params["teacher"], "scratch": params["teacher"]["scratch"], "pretrain": params["pretrain"]}[group][key]
+    scratch = {**params["teacher"]["scratch"], "tokenizer_model": tokenizer_model(params["teacher"]["scratch"])}
+    return {"": params["teacher"], "scratch": scratch, "pretrain": params["pretrain"]}[group][key]
 
 
 def label(param: str) -> str:
@@ -111,7 +116,10 @@ def main() -> None:
         add_run_pretraining(result)
         result.update(summarize(result["rows"], result["header"]["default"]))
         return write(result, out)
-    if not args.values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values):
+    if args.param in WORDS and not (args.values and set(args.values) <= set(WORDS[args.param])):
+        sys.exit(f"error: give --values, some of {' '.join(WORDS[args.param])} for {label(args.param)}")
+    if args.param not in WORDS and (
+            not args.values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values)):
         sys.exit(f"error: give --values, numbers for {label(args.param)} (e.g. --values 6 12)")
     params = load_params()
     configure_torch(params["threads"])
@@ -210,6 +218,11 @@ def summarize(rows: list[dict], default) -> dict:
     return {"summary": summary, "best_on_val": max(values, key=lambda v: summary[str(v)]["val_macro_f1"]["mean"])}
 
 
+def shown(value) -> str:
+    """A swept value in a table: a number in its shortest form (0.0002, 8000), a word as it is."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 def render(result: dict) -> str:
     header, summary = result["header"], result["summary"]
     param, default = header["param"], header["default"]
@@ -221,7 +234,7 @@ def render(result: dict) -> str:
              f"Command: `{header['command']}`; {header['machine']['cpu']}; seeds {seeds}; {where}; the other "
              "teacher params from params.yaml. Chosen on val macro-F1 (thresholds tuned on val); test is reported, "
              "never used. Mean ± std (n − 1) over seeds. The val change against the default "
-             f"({label(param)} {default:g}) is taken within each seed; it is a result, not seed noise, when "
+             f"({label(param)} {shown(default)}) is taken within each seed; it is a result, not seed noise, when "
              "every seed's change has the same sign and the mean is more than 2 std from zero."
              + (" Each value but the default was pretrained first (the pretrain stage's function and params.yaml "
                 "pretrain group, on the same corpus); the default's encoder is the given one (with --work, the run's: "
@@ -235,7 +248,7 @@ def render(result: dict) -> str:
         s = summary[str(value)]
         v, t, c = s["val_macro_f1"], s["test_macro_f1"], s.get("val_change_vs_default")
         change = f"{c['mean']:+.4f} ± {c['std']:.4f}" if c else "(default)" if value == default else "–"
-        lines.append(f"| {value:g} | {v['mean']:.4f} ± {v['std']:.4f} | {change} | "
+        lines.append(f"| {shown(value)} | {v['mean']:.4f} ± {v['std']:.4f} | {change} | "
                      f"{t['mean']:.4f} ± {t['std']:.4f} | "
                      + ", ".join(f"{r['val_macro_f1']:.4f} / {r['test_macro_f1']:.4f}" for r in rs) + " | "
                      + ", ".join(f"{r['best_epoch']} of {r['epochs_run']}" for r in rs) + " | "
@@ -251,7 +264,7 @@ def render(result: dict) -> str:
                + ("outside seed noise." if outside_noise(change["values"]) else
                   "one seed: no seed spread to judge it against (a screen for a large change, not a result)."
                   if len(change["values"]) == 1 else "seed noise: the default stays."))
-    lines += ["", f"Best on mean val: **{best:g}**.{verdict}"]
+    lines += ["", f"Best on mean val: **{shown(best)}**.{verdict}"]
     return "\n".join(lines) + "\n"
 
 

@@ -64,6 +64,29 @@ def test_values_that_are_not_numbers_stop_with_one_line(values, monkeypatch, cap
         assert str(stop.value.code).startswith("error: give --values, numbers for teacher.epochs")
 
 
+@pytest.mark.parametrize("values", [["wordpiece"], ["bpe", "8000"]])
+def test_a_word_param_takes_only_its_words(values, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--param", "scratch.tokenizer_model", "--values", *values])
+    with pytest.raises(SystemExit) as stop:
+        bench_teacher.main()
+    assert str(stop.value.code) == ("error: give --values, some of unigram bpe for "
+                                    "teacher.scratch.tokenizer_model")
+
+
+def test_a_word_valued_sweep_renders_its_words():
+    rows = [_row(42, "unigram", 0.78), _row(42, "bpe", 0.79)]
+    result = bench_teacher.summarize(rows, "unigram")
+    header = {"param": "scratch.tokenizer_model", "default": "unigram", "runs": [{"seed": 42}], "work": "w",
+              "command": "c", "machine": {"cpu": "x"}}
+    rows[0].update(pretrain_seconds=800.0, final_val_perplexity=700.0)
+    rows[1].update(pretrain_seconds=810.0, final_val_perplexity=650.0)
+    text = bench_teacher.render({"header": header, "rows": rows, **result})
+    assert "(teacher.scratch.tokenizer_model unigram)" in text
+    assert "| bpe | 0.7900 ± 0.0000 | +0.0100 ± 0.0000 |" in text and "Best on mean val: **bpe**." in text
+    assert bench_teacher.value_of(load_params(ROOT / "params.yaml"), "scratch.tokenizer_model") == "unigram"
+    assert bench_teacher.value_of({"teacher": {"scratch": {}}, "pretrain": {}}, "scratch.tokenizer_model") == "unigram"
+
+
 def _finished_run(run, params):
     """A make-bench run directory as run_bench leaves it after train_teacher (no real model needed)."""
     for item in run_bench.CODE:

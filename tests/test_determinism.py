@@ -7,13 +7,16 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
+from banglacompress.models import TOKENIZER_MODELS
 from conftest import copy_project, run_stage, synthetic_frame, tiny_params, venv_env, write_params
 
 TOKENIZER_SCRIPT = """
 import hashlib, json, sys
 from banglacompress.models import train_tokenizer
 texts = json.load(open(sys.argv[1], encoding="utf-8"))
-tok = train_tokenizer(texts, 300, 32)
+tok = train_tokenizer(texts, 300, 32, sys.argv[3])
 tok.save_pretrained(sys.argv[2])
 print(hashlib.sha256(open(sys.argv[2] + "/tokenizer.json", "rb").read()).hexdigest())
 """
@@ -23,13 +26,15 @@ def _digests(directory) -> dict:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(directory.iterdir()) if f.is_file()}
 
 
-def test_tokenizer_is_identical_across_processes(tmp_path):
+@pytest.mark.parametrize("tokenizer_model", TOKENIZER_MODELS)
+def test_tokenizer_is_identical_across_processes(tmp_path, tokenizer_model):
     texts = synthetic_frame("binary", n=300)["Comments"].tolist()
     (tmp_path / "texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
     hashes = []
     for run in ("a", "b"):
         out = subprocess.run([sys.executable, "-c", TOKENIZER_SCRIPT, str(tmp_path / "texts.json"),
-                              str(tmp_path / run)], capture_output=True, text=True, timeout=120, env=venv_env())
+                              str(tmp_path / run), tokenizer_model],
+                             capture_output=True, text=True, timeout=120, env=venv_env())
         assert out.returncode == 0, out.stderr[-2000:]
         hashes.append(out.stdout.strip())
     assert hashes[0] == hashes[1]

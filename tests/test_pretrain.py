@@ -15,7 +15,8 @@ from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
 from banglacompress.config import UserError, load_params
 from banglacompress.data import clean_text, near_duplicate_key, prepare_splits, read_corpus, write_corpus
 from banglacompress.integrity import verify_checksums
-from banglacompress.models import SCRATCH_FAMILIES, build_model, load_pretrained, save_tokenizer, train_tokenizer
+from banglacompress.models import (SCRATCH_FAMILIES, TOKENIZER_MODELS, build_model, load_pretrained, save_tokenizer,
+                                   train_tokenizer)
 from banglacompress.pretrain import (MASKED_HEADS, MaskedTexts, PRETRAINED_DIR, check_pretrain_params, mask_words,
                                      corpus_readers, mlm_loss, pretrain_mlm, pretraining_applies, pretraining_corpus,
                                      scratch_mlm, teacher_start, word_starts)
@@ -151,9 +152,10 @@ def test_loss_at_the_masked_tokens_only_equals_the_full_models_loss(family):
 
 
 # --------------------------------------------------------------------------- masking
-def test_word_starts_are_the_pieces_that_start_with_the_metaspace_mark():
+@pytest.mark.parametrize("tokenizer_model", TOKENIZER_MODELS)
+def test_word_starts_are_the_pieces_that_start_with_the_metaspace_mark(tokenizer_model):
     texts = synthetic_frame("binary", n=200)["Comments"].tolist()
-    tok = train_tokenizer(texts, 300, 32)
+    tok = train_tokenizer(texts, 300, 32, tokenizer_model)
     probe = texts[:20] + ["ভালো!! ঘৃণা,খারাপ 😀 abc", "অচেনাশব্দ একটি"]
     enc = tok(probe, truncation=True, max_length=32)
     special = set(tok.all_special_ids)
