@@ -26,7 +26,7 @@ from transformers import AutoModelForSequenceClassification
 from .config import atomic_output, check_choice, check_range, require, resolve_options
 from .data import CORPUS_FILE, Encoded, class_weights, load_split, read_corpus
 from .models import (PRUNED_SHAPES_KEY, build_model, build_scratch_with_tokenizer, check_arch, count_params,
-                     encoder_blocks, load_model_dir)
+                     encoder_blocks, load_model_dir, with_dropout)
 from .pooling import POOLINGS, pooling_of, set_pooling
 from .scoring import decide, macro_f1, probabilities
 from .train import (check_fit_options, fit, fit_options, hard_loss, is_main_process, open_live, predict_logits,
@@ -377,8 +377,8 @@ def copied_layers(n_teacher: int, n_student: int) -> list[int]:
     return [int(i * n_teacher / n_student) for i in range(n_student)]
 
 
-def student_from_teacher(teacher, n_student: int | None = None):
-    """DistilBERT-style start: the teacher's config (dropout included) with fewer blocks, its embeddings,
+def student_from_teacher(teacher, n_student: int | None = None, dropout: float = 0.1):
+    """DistilBERT-style start: the teacher's config with fewer blocks and student.dropout, its embeddings,
     pooler and head copied, and block i initialised from teacher block copied_layers()[i].
     Returns (model, layers copied)."""
     n_teacher = n_layers(teacher)
@@ -387,7 +387,7 @@ def student_from_teacher(teacher, n_student: int | None = None):
             f"student.from_teacher_layers={n_student!r} must be an integer in [1, {n_teacher}] (the teacher's depth)")
     require(not getattr(teacher.config, PRUNED_SHAPES_KEY, None),
             "student.model=from_teacher needs an unpruned teacher (its blocks have uneven shapes)")
-    config = copy.deepcopy(teacher.config)
+    config = with_dropout(copy.deepcopy(teacher.config), dropout, "student")
     config.num_hidden_layers = n_student
     student = AutoModelForSequenceClassification.from_config(config)
     block_names = {n for n, _ in student.named_parameters() if ".layer." in n}
@@ -413,7 +413,7 @@ def build_student(cfg: dict, meta: dict, train_texts: list[str], max_length: int
 
 
 def _student_from_teacher(cfg, meta, train_texts, max_length, teacher, teacher_tok):
-    student, layers = student_from_teacher(teacher, cfg.get("from_teacher_layers"))
+    student, layers = student_from_teacher(teacher, cfg.get("from_teacher_layers"), cfg.get("dropout", 0.1))
     return student, copy.deepcopy(teacher_tok), {"student_start": "from_teacher", "copied_teacher_layers": layers}
 
 

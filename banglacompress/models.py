@@ -143,12 +143,31 @@ def build_scratch(arch: dict, meta: dict, train_texts: list[str], max_length: in
     return build_scratch_with_tokenizer(arch, meta, tokenizer, max_length, dropout), tokenizer
 
 
-def load_pretrained(name_or_path: str, meta: dict, max_length: int):
-    """Hub id or local directory; a fresh classification head sized for this task."""
+# The config fields that hold a transformer's dropout: BERT, ELECTRA, XLM-R, DeBERTa name them like the first two,
+# DistilBERT like the last two.
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+def with_dropout(config, dropout: float, group: str):
+    """config with every dropout field its family has set to `dropout`, so that <group>.dropout applies to a hub,
+    local or pretrained model as it does to a scratch one (from_pretrained alone keeps the saved config's)."""
+    require(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
+            f"{group}.dropout={dropout!r} must be a number in [0, 1)")
+    fields = [k for k in DROPOUT_FIELDS if k in config.to_dict()]
+    require(fields, f"{group}.dropout cannot be set on model type {config.model_type!r}: its config has none of "
+                    f"{list(DROPOUT_FIELDS)}")
+    for field in fields:
+        setattr(config, field, dropout)
+    return config
+
+
+def load_pretrained(name_or_path: str, meta: dict, max_length: int, dropout: float = 0.1, group: str = "teacher"):
+    """Hub id or local directory, with <group>.dropout; a fresh classification head sized for this task."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, ignore_mismatched_sizes=True, **label_config(meta))
+        config = with_dropout(AutoConfig.from_pretrained(name_or_path, **label_config(meta)), dropout, group)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, config=config,
+                                                                   ignore_mismatched_sizes=True)
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0]
         raise UserError(f"cannot load model {name_or_path!r}: {first} (offline? use a local path, or "
@@ -168,7 +187,7 @@ def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_l
         else:
             model = build_scratch_with_tokenizer(cfg["scratch"], meta, tokenizer, max_length, cfg.get("dropout", 0.1))
     else:
-        model, tokenizer = load_pretrained(source, meta, max_length)
+        model, tokenizer = load_pretrained(source, meta, max_length, cfg.get("dropout", 0.1), group)
     return set_pooling(model, cfg.get("pooling", "cls"), f"{group}.pooling"), tokenizer
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from transformers import AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 from .config import UserError, atomic_output, check_range, require
 from .data import Encoded, clean_text, dedup_key, make_loader, read_csv
 from .integrity import write_checksums
-from .models import check_arch, save_tokenizer, scratch_config, tokenizer_for
+from .models import check_arch, save_tokenizer, scratch_config, tokenizer_for, with_dropout
 from .train import SCHEDULERS, is_main_process, open_live, progress, report_launch, seed_everything
 
 # The pretrain params group; a missing key takes this default, an unknown key is an error.
@@ -198,11 +198,13 @@ def scratch_mlm(arch: dict, tokenizer, max_length: int, dropout: float):
     return AutoModelForMaskedLM.from_config(scratch_config(arch, tokenizer, max_length, dropout))
 
 
-def load_mlm(source: str, max_length: int):
-    """A hub id or local directory as a masked LM with its own tokenizer (domain-adaptive pretraining)."""
+def load_mlm(source: str, max_length: int, dropout: float = 0.1):
+    """A hub id or local directory as a masked LM with its own tokenizer (domain-adaptive pretraining), with
+    teacher.dropout."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForMaskedLM.from_pretrained(source)
+        model = AutoModelForMaskedLM.from_pretrained(
+            source, config=with_dropout(AutoConfig.from_pretrained(source), dropout, "teacher"))
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0]
         raise UserError(f"cannot load model {source!r} for pretraining: {first} (offline? use a local path, or "
@@ -218,7 +220,7 @@ def build_mlm(teacher_cfg: dict, texts: list[str], max_length: int):
     tokenizer trained on `texts`), or a hub id / directory (domain-adaptive, its own tokenizer)."""
     source = teacher_cfg.get("model", "scratch")
     if source != "scratch":
-        model, tokenizer = load_mlm(source, max_length)
+        model, tokenizer = load_mlm(source, max_length, teacher_cfg.get("dropout", 0.1))
         return model, tokenizer, f"from {source}"
     require(isinstance(teacher_cfg.get("scratch"), dict),
             "teacher.model: scratch pretrains the teacher.scratch architecture, but teacher.scratch is missing")

@@ -3,12 +3,13 @@ each of --values, fine-tuned by the train_teacher stage's own function from one 
 pipeline's models/pretrained), chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is scored once
 per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md) and `teacher.epochs`.
 
-A param of the encoder's shape (scratch.vocab_size, scratch.layers) or of its pretraining (pretrain.mask_prob,
-pretrain.epochs, pretrain.lr) changes what pretraining builds: each value other than the default is pretrained
-first, by the pretrain stage's function on the same corpus (the run's data/pretrain_corpus.txt, or
-data/pretrain_corpus.txt) with the params.yaml pretrain group and that value, then fine-tuned. The default's
-encoder is the one given (--pretrained, or the run's). The student is not trained here: with
-student.tokenizer: teacher, scratch.vocab_size also sizes the student's embedding table.
+A param of the encoder's shape (scratch.vocab_size, scratch.layers, scratch.hidden: heads and ffn follow it,
+scratch.tokenizer_model) or of its pretraining (pretrain.mask_prob, pretrain.epochs, pretrain.lr) changes what
+pretraining builds: each value other than the default is pretrained first, by the pretrain stage's function on
+the same corpus (the run's data/pretrain_corpus.txt, or data/pretrain_corpus.txt) with the params.yaml pretrain
+group and that value, then fine-tuned. The default's encoder is the one given (--pretrained, or the run's). The
+student is not trained here: with student.tokenizer: teacher, scratch.vocab_size also sizes the student's
+embedding table.
 
     .venv/bin/python -m bench.bench_teacher --param lr --values 0.0005 0.0002 0.0001   # after dvc repro pretrain
     # over the seeds of a `make bench` run: each seed's own split and pretrained encoder
@@ -45,8 +46,8 @@ from .run_bench import RUN_FILE, machine, outside_noise, run_teacher_scores, sta
 SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip")
 # ... and a number of the scratch encoder's shape or of its pretraining: each value is pretrained before it is
 # fine-tuned (its default's encoder is the one given).
-PRETRAINED = ("scratch.vocab_size", "scratch.layers", "scratch.tokenizer_model", "pretrain.mask_prob",
-              "pretrain.epochs", "pretrain.lr")
+PRETRAINED = ("scratch.vocab_size", "scratch.layers", "scratch.hidden", "scratch.tokenizer_model",
+              "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr")
 # ... of which these take a word, not a number
 WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS}
 
@@ -67,9 +68,20 @@ def with_value(params: dict, param: str, value) -> dict:
     """params with `param` (a teacher key, scratch.KEY or pretrain.KEY) set to value; the rest shared."""
     group, _, key = param.rpartition(".")
     if group == "scratch":
-        return {**params, "teacher": {**params["teacher"], "scratch": {**params["teacher"]["scratch"], key: value}}}
+        arch = params["teacher"]["scratch"]
+        return {**params, "teacher": {**params["teacher"], "scratch": {**arch, **widened(arch, value)}
+                                      if key == "hidden" else {**arch, key: value}}}
     name = group or "teacher"
     return {**params, name: {**params[name], key: value}}
+
+
+def widened(arch: dict, hidden: int) -> dict:
+    """scratch.hidden set the way BERT's shapes grow: the same width per head and the same FFN ratio (256 wide,
+    4 heads, FFN 1024 -> 384 wide, 6 heads, FFN 1536), so only the width changes."""
+    per_head = arch["hidden"] // arch["heads"]
+    if hidden % per_head:
+        sys.exit(f"error: teacher.scratch.hidden {hidden} is not a multiple of the {per_head} per attention head")
+    return {"hidden": hidden, "heads": hidden // per_head, "ffn": hidden * arch["ffn"] // arch["hidden"]}
 
 
 def pretrain_value(params: dict, corpus: Path, out_dir: Path, seed: int) -> dict:

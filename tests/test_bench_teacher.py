@@ -160,6 +160,10 @@ def test_a_pretrain_param_sets_the_pretrain_group_and_a_scratch_param_the_teache
     assert deeper["teacher"]["scratch"]["layers"] == 6 and deeper["pretrain"] == params["pretrain"]
     assert params["teacher"]["scratch"]["layers"] == 4
     assert bench_teacher.with_value(params, "lr", 0.001)["teacher"]["lr"] == 0.001
+    wider = bench_teacher.with_value(params, "scratch.hidden", 384)["teacher"]["scratch"]  # 64 per head, FFN 4x
+    assert (wider["hidden"], wider["heads"], wider["ffn"], wider["layers"]) == (384, 6, 1536, 4)
+    with pytest.raises(SystemExit, match="hidden 300 is not a multiple of the 64 per attention head"):
+        bench_teacher.with_value(params, "scratch.hidden", 300)
     assert [bench_teacher.value_of(params, p) for p in ("pretrain.mask_prob", "scratch.layers", "lr")] == \
         [0.15, 4, params["teacher"]["lr"]]
     assert bench_teacher.label("pretrain.mask_prob") == "pretrain.mask_prob"

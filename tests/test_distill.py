@@ -11,7 +11,7 @@ from banglacompress.data import Encoded, load_split, prepare_splits
 from banglacompress.distill import (KD_METHODS, attention_term, build_kd, check_distill_params, copied_layers, hidden_term,
                                     make_projections, resolve_layer_map, student_from_teacher, teacher_labels,
                                     train_student, uniform_layer_map, FeatureKD)
-from banglacompress.models import build_scratch_with_tokenizer, encoder_blocks, train_tokenizer
+from banglacompress.models import DROPOUT_FIELDS, build_scratch_with_tokenizer, encoder_blocks, train_tokenizer
 from banglacompress.train import fit, predict_logits, train_teacher
 from conftest import run_stage, synthetic_frame, tiny_params, write_params
 
@@ -221,6 +221,9 @@ def test_from_teacher_copies_embeddings_every_kth_block_and_head(family):
             assert torch.equal(a, b), (i, t, name)
     # and nothing else: the student is exactly embeddings + copied blocks + head
     assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
+    # student.dropout, not the teacher's (copied with its config), and the teacher's config is left alone
+    rates = lambda model: {v for k, v in model.config.to_dict().items() if k in DROPOUT_FIELDS}
+    assert rates(student_from_teacher(teacher, 2, dropout=0.25)[0]) == {0.25} and rates(teacher) == {0.1}
 
 
 def test_from_teacher_layers_are_checked():

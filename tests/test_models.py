@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from banglacompress.config import UserError
-from banglacompress.models import (SCRATCH_FAMILIES, TOKENIZER_MODELS, build_model, encoder_linears, load_model_dir,
-                                   save_model_dir, train_sentencepiece)
+from banglacompress.models import (DROPOUT_FIELDS, SCRATCH_FAMILIES, TOKENIZER_MODELS, build_model, encoder_linears,
+                                   load_model_dir, save_model_dir, train_sentencepiece)
 from conftest import TINY_ARCH, synthetic_frame
 
 META = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1, "target_columns": ["HateSpeech"]}
@@ -99,4 +99,27 @@ def test_unknown_tokenizer_model_is_a_one_line_error():
                                         r"of \['unigram', 'bpe'\]") as err:
         build_model("teacher", {"model": "scratch", "scratch": dict(TINY_ARCH, tokenizer_model="wordpiece")},
                     META, TEXTS, max_length=32)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("family", SCRATCH_FAMILIES)
+def test_dropout_applies_to_a_loaded_model_not_only_to_a_scratch_one(tmp_path, family):
+    """teacher.dropout on a hub / local / pretrained model: from_pretrained alone keeps the saved config's
+    dropout, so a sweep of teacher.dropout on the pretrained encoder changed nothing (two identical teachers)."""
+    saved, tok = build_model("teacher", {"model": "scratch", "scratch": dict(TINY_ARCH, family=family), "dropout": 0.1},
+                             META, TEXTS, max_length=32)
+    save_model_dir(tmp_path, saved, tok, {"task": "binary", "label_names": ["HateSpeech"], "thresholds": [0.5]})
+    model, _ = build_model("teacher", {"model": str(tmp_path), "dropout": 0.3}, META, TEXTS, max_length=32)
+    fields = {k: v for k, v in model.config.to_dict().items() if k in DROPOUT_FIELDS}
+    assert len(fields) == 2 and set(fields.values()) == {0.3}, fields
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert 0.3 in rates and 0.1 not in rates, rates
+
+
+@pytest.mark.parametrize("dropout", [1.0, -0.1, "0.2", None])
+def test_a_bad_dropout_is_a_one_line_error(tmp_path, dropout):
+    saved, tok = build_model("teacher", {"model": "scratch", "scratch": TINY_ARCH}, META, TEXTS, max_length=32)
+    save_model_dir(tmp_path, saved, tok, {"task": "binary", "label_names": ["HateSpeech"], "thresholds": [0.5]})
+    with pytest.raises(UserError, match=r"student.dropout=.* must be a number in \[0, 1\)") as err:
+        build_model("student", {"model": str(tmp_path), "dropout": dropout}, META, TEXTS, max_length=32)
     assert "\n" not in str(err.value)

@@ -313,13 +313,15 @@ def test_domain_adaptive_pretraining_of_a_local_masked_lm(tmp_path):
                                pad_token_id=tok.pad_token_id)).save_pretrained(source)
     save_tokenizer(tok, source)
     metrics = pretrain_mlm(_cfg(epochs=1), texts=_chains(), out_dir=tmp_path / "dapt", seed=0, max_length=32,
-                           teacher_cfg={"model": str(source)})
+                           teacher_cfg={"model": str(source), "dropout": 0.2})
     assert metrics["tokenizer"] == f"from {source}" and metrics["vocab_size"] == len(tok)
     before, after = load_file(source / "model.safetensors"), load_file(tmp_path / "dapt" / "model.safetensors")
     name = "bert.encoder.layer.0.output.dense.weight"
     assert before[name].shape == after[name].shape and not torch.equal(before[name], after[name])
     assert (tmp_path / "dapt" / "tokenizer.json").exists()
-    assert AutoModelForMaskedLM.from_pretrained(tmp_path / "dapt").config.vocab_size == len(tok)
+    adapted = AutoModelForMaskedLM.from_pretrained(tmp_path / "dapt").config
+    assert adapted.vocab_size == len(tok)
+    assert (adapted.hidden_dropout_prob, adapted.attention_probs_dropout_prob) == (0.2, 0.2)  # teacher.dropout
     with pytest.raises(UserError, match="cannot load model .* for pretraining"):
         pretrain_mlm(_cfg(), texts=_chains(), out_dir=tmp_path / "x", seed=0, max_length=32,
                      teacher_cfg={"model": str(tmp_path / "absent")})
