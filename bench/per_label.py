@@ -54,13 +54,13 @@ def seed_rows(run: Path, seed: int) -> dict:
     task = meta["task"]
     vectorizer, model = fit_tfidf_lr(task, train, y_train, seed=seed)
     probs = predict_proba(task, vectorizer, model, val)
-    scores = {"tfidf": label_f1(task, y_val, decide(task, probs, tune_thresholds(task, y_val, probs)))}
+    tuned = lambda p: label_f1(task, y_val, decide(task, p, tune_thresholds(task, y_val, p)))  # noqa: E731
+    scores = {"tfidf": tuned(probs)}
     for name in MODELS:
         model_probs, decisions = TextClassifier(*load_artifact(run / "models" / name))(val)
         scores[name] = label_f1(task, y_val, decisions)
         if name == "teacher":
-            average = (model_probs + probs) / 2
-            scores["average"] = label_f1(task, y_val, decide(task, average, tune_thresholds(task, y_val, average)))
+            scores["average"] = tuned((model_probs + probs) / 2)
     labels = [f"not {meta['label_names'][0]}", meta["label_names"][0]] if task == "binary" else meta["label_names"]
     return {"seed": seed, "task": task, "labels": labels, "val_rows": len(val),
             "positives": np.asarray(y_val).sum(axis=0).astype(int).tolist() if task == "multilabel" else None,
