@@ -424,7 +424,8 @@ def _student_built(cfg, meta, train_texts, max_length, teacher, teacher_tok):
     check_choice("student.tokenizer", tokenizer_source, ("own", "teacher"))
     if cfg.get("model", "scratch") == "scratch" and tokenizer_source == "teacher":
         check_arch("student", cfg.get("scratch") or {})
-        model = build_scratch_with_tokenizer(cfg["scratch"], meta, teacher_tok, max_length, cfg.get("dropout", 0.1))
+        model = build_scratch_with_tokenizer(cfg["scratch"], meta, teacher_tok, max_length, cfg.get("dropout", 0.1),
+                                             "student")
         return model, copy.deepcopy(teacher_tok), {"student_start": "scratch", "student_tokenizer": "teacher"}
     model, tokenizer = build_model("student", cfg, meta, train_texts, max_length)
     return model, tokenizer, {"student_start": cfg.get("model", "scratch"), "student_tokenizer": "own"}

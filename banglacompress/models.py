@@ -138,9 +138,10 @@ def tokenizer_for(arch: dict, texts: list[str], max_length: int) -> PreTrainedTo
     return train_tokenizer(texts, arch["vocab_size"], max_length, tokenizer_model(arch))
 
 
-def build_scratch(arch: dict, meta: dict, train_texts: list[str], max_length: int, dropout: float = 0.1):
+def build_scratch(arch: dict, meta: dict, train_texts: list[str], max_length: int, dropout: float = 0.1,
+                  group: str = "teacher"):
     tokenizer = tokenizer_for(arch, train_texts, max_length)
-    return build_scratch_with_tokenizer(arch, meta, tokenizer, max_length, dropout), tokenizer
+    return build_scratch_with_tokenizer(arch, meta, tokenizer, max_length, dropout, group), tokenizer
 
 
 # The config fields that hold a transformer's dropout: BERT, ELECTRA, XLM-R, DeBERTa name them like the first two,
@@ -183,9 +184,11 @@ def build_model(group: str, cfg: dict, meta: dict, train_texts: list[str], max_l
     if source == "scratch":
         check_arch(group, cfg.get("scratch") or {})
         if tokenizer is None:
-            model, tokenizer = build_scratch(cfg["scratch"], meta, train_texts, max_length, cfg.get("dropout", 0.1))
+            model, tokenizer = build_scratch(cfg["scratch"], meta, train_texts, max_length, cfg.get("dropout", 0.1),
+                                             group)
         else:
-            model = build_scratch_with_tokenizer(cfg["scratch"], meta, tokenizer, max_length, cfg.get("dropout", 0.1))
+            model = build_scratch_with_tokenizer(cfg["scratch"], meta, tokenizer, max_length, cfg.get("dropout", 0.1),
+                                                 group)
     else:
         model, tokenizer = load_pretrained(source, meta, max_length, cfg.get("dropout", 0.1), group)
     return set_pooling(model, cfg.get("pooling", "cls"), f"{group}.pooling"), tokenizer
@@ -343,21 +346,20 @@ def from_pretrained_pruned(path: str | Path, **kwargs):
 
 
 # --------------------------------------------------------------------------- scratch model on a given tokenizer
-def scratch_config(arch: dict, tokenizer, max_length: int, dropout: float = 0.1, **extra):
-    """The transformers config of a scratch architecture on an existing tokenizer (its vocabulary, its pad id);
-    `extra` adds fields (the label fields of a classifier)."""
+def scratch_config(arch: dict, tokenizer, max_length: int, dropout: float = 0.1, group: str = "teacher", **extra):
+    """The transformers config of a scratch architecture on an existing tokenizer (its vocabulary, its pad id),
+    with <group>.dropout checked and set like a loaded model's; `extra` adds fields (a classifier's labels)."""
     shape = SCRATCH_FAMILIES[arch["family"]]({**arch, "max_length": max_length})
     model_type = shape.pop("model_type")
     shape.setdefault("max_position_embeddings", max_length)
-    dropout_keys = ("dropout", "attention_dropout") if model_type == "distilbert" else (
-        "hidden_dropout_prob", "attention_probs_dropout_prob")
-    return AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                **{k: dropout for k in dropout_keys}, **shape, **extra)
+    return with_dropout(AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                             **shape, **extra), dropout, group)
 
 
-def build_scratch_with_tokenizer(arch: dict, meta: dict, tokenizer, max_length: int, dropout: float = 0.1):
+def build_scratch_with_tokenizer(arch: dict, meta: dict, tokenizer, max_length: int, dropout: float = 0.1,
+                                 group: str = "teacher"):
     """Like build_scratch, but on an existing tokenizer (the teacher's) instead of a freshly trained
     SentencePiece: hidden / attention KD need the student to see the teacher's tokens. arch's vocab_size
     is ignored (the tokenizer decides it)."""
     return AutoModelForSequenceClassification.from_config(
-        scratch_config(arch, tokenizer, max_length, dropout, **label_config(meta)))
+        scratch_config(arch, tokenizer, max_length, dropout, group, **label_config(meta)))

@@ -4,8 +4,9 @@ pipeline's models/pretrained), chosen on val macro-F1 (thresholds tuned on val);
 per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md) and `teacher.epochs`.
 
 A param of the encoder's shape (scratch.vocab_size, scratch.layers, scratch.hidden: heads and ffn follow it,
-scratch.tokenizer_model) or of its pretraining (pretrain.mask_prob, pretrain.epochs, pretrain.lr) changes what
-pretraining builds: each value other than the default is pretrained first, by the pretrain stage's function on
+scratch.tokenizer_model) or of its pretraining (pretrain.mask_prob, pretrain.epochs, pretrain.lr,
+pretrain.objective: electra's perplexity is its generator's) changes what pretraining builds: each value
+other than the default is pretrained first, by the pretrain stage's function on
 the same corpus (the run's data/pretrain_corpus.txt, or data/pretrain_corpus.txt) with the params.yaml pretrain
 group and that value, then fine-tuned. The default's encoder is the one given (--pretrained, or the run's). The
 student is not trained here: with student.tokenizer: teacher, scratch.vocab_size also sizes the student's
@@ -36,10 +37,10 @@ import yaml
 from banglacompress.config import load_params
 from banglacompress.data import load_split, read_corpus
 from banglacompress.models import TOKENIZER_MODELS, tokenizer_model
-from banglacompress.pretrain import pretrain_mlm
+from banglacompress.pretrain import OBJECTIVES, pretrain_mlm
 from banglacompress.train import configure_torch
 
-from .bench_pretrain import fine_tune_and_score
+from .bench_pretrain import fine_tune_and_score, parse_set
 from .run_bench import RUN_FILE, machine, outside_noise, run_teacher_scores, stats
 
 # What a sweep may set: a number the train_teacher stage reads (the encoder and its shape come from pretraining).
@@ -47,9 +48,9 @@ SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropou
 # ... and a number of the scratch encoder's shape or of its pretraining: each value is pretrained before it is
 # fine-tuned (its default's encoder is the one given).
 PRETRAINED = ("scratch.vocab_size", "scratch.layers", "scratch.hidden", "scratch.tokenizer_model",
-              "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr")
+              "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr", "pretrain.objective")
 # ... of which these take a word, not a number
-WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS}
+WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS, "pretrain.objective": tuple(OBJECTIVES)}
 
 
 def value_of(params: dict, param: str):
@@ -91,7 +92,8 @@ def pretrain_value(params: dict, corpus: Path, out_dir: Path, seed: int) -> dict
     pre = pretrain_mlm(params["pretrain"], texts=read_corpus(corpus), out_dir=out_dir, seed=seed,
                        max_length=params["data"]["max_length"], teacher_cfg=params["teacher"])
     return {"dir": str(out_dir), "pretrain_seconds": round(time.perf_counter() - start, 1),
-            "final_val_perplexity": pre["final_val_perplexity"]}
+            "final_val_perplexity": pre["final_val_perplexity"],
+            **({"val_perplexity_of": pre["val_perplexity_of"]} if "val_perplexity_of" in pre else {})}
 
 
 def run_pretraining(run: Path) -> dict:
@@ -119,6 +121,9 @@ def main() -> None:
                     help="a make-bench dataset directory: with --seeds, <work>/seed<N>/models/pretrained and "
                          "<work>/seed<N>/data/prepared at seed N replace --pretrained / --prepared")
     ap.add_argument("--seeds", nargs="+", type=int, default=None, help="with --work (default: params.yaml's seed)")
+    ap.add_argument("--set", action="append", type=parse_set, default=[], metavar="GROUP.KEY=VALUE",
+                    help="override a teacher param (every fine-tune) or a pretrain param (every value pretrained "
+                         "here; the default's encoder is the given one), repeatable: --set pretrain.lr=0.0005")
     ap.add_argument("--out", default=None, help="default bench/teacher_<param>")
     ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md (and the summary) from OUT.json")
     args = ap.parse_args()
@@ -134,6 +139,11 @@ def main() -> None:
             not args.values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values)):
         sys.exit(f"error: give --values, numbers for {label(args.param)} (e.g. --values 6 12)")
     params = load_params()
+    for key, value in args.set:
+        group, _, name = key.partition(".")
+        if f"{group}.{name}" == label(args.param):
+            sys.exit(f"error: --set {key} is the swept param; give its values with --values")
+        params = {**params, group: {**params[group], name: value}}
     configure_torch(params["threads"])
     if args.param in PRETRAINED and params["teacher"]["model"] != "scratch":
         sys.exit(f"error: --param {args.param} needs teacher.model: scratch (params.yaml has "
@@ -178,7 +188,7 @@ def main() -> None:
                 print(f"[bench] {rows[-1]}", file=sys.stderr, flush=True)
     header = {"command": "python -m bench.bench_teacher " + " ".join(sys.argv[1:]), "machine": machine(),
               "runs": [{"seed": s, "pretrained": p, "prepared": d} for s, p, d in runs], "work": args.work,
-              "param": args.param, "default": default,
+              "param": args.param, "default": default, **({"overrides": dict(args.set)} if args.set else {}),
               "teacher": {k: v for k, v in teacher.items() if k not in (args.param, "model")},
               **({"pretrain": params["pretrain"]} if args.param in PRETRAINED else {})}
     write({"header": header, "rows": rows, **summarize(rows, header["default"])}, out)
@@ -250,7 +260,10 @@ def render(result: dict) -> str:
              "every seed's change has the same sign and the mean is more than 2 std from zero."
              + (" Each value but the default was pretrained first (the pretrain stage's function and params.yaml "
                 "pretrain group, on the same corpus); the default's encoder is the given one (with --work, the run's: "
-                "its seconds and perplexity are the run's own, from another process)." if pretrained else ""),
+                "its seconds and perplexity are the run's own, from another process)." if pretrained else "")
+             + (" Overridden here (`--set`; a pretrain param applies to the encoders pretrained here, not to the "
+                "given default's): " + ", ".join(f"{k} {shown(v)}" for k, v in header["overrides"].items()) + "."
+                if header.get("overrides") else ""),
              "",
              f"| {label(param)} | val macro-F1 | val change vs default | test macro-F1 | per seed val / test | "
              "best epochs | seconds |" + (" pretraining seconds / final val perplexity |" if pretrained else ""),
@@ -267,6 +280,7 @@ def render(result: dict) -> str:
                      + f"{sum(r['seconds'] for r in rs) / len(rs):.0f} |"
                      + (" " + ", ".join(f"{r['pretrain_seconds']:.0f} / {r['final_val_perplexity']:.1f}"
                                         + (" (the run's)" if r.get("pretrained_in_run") else "")
+                                        + (f" ({r['val_perplexity_of']}'s)" if r.get("val_perplexity_of") else "")
                                         if "pretrain_seconds" in r else "given encoder" for r in rs) + " |"
                         if pretrained else ""))
     best = result["best_on_val"]

@@ -138,10 +138,22 @@ def test_a_scratch_param_is_pretrained_for_each_value_but_the_default(tmp_path, 
     assert default["dir"] == str(tmp_path / "models" / "pretrained") and default["final_val_perplexity"] > 1
     assert json.loads((tmp_path / "models" / "pretrained" / "config.json").read_text())["num_hidden_layers"] == 1
 
+    # --set: a pretrain param reaches the pretraining done here, a teacher param every fine-tune
+    pretrained_with, tuned_with = [], []
+    real_pretrain, real_tune = bench_teacher.pretrain_mlm, bench_teacher.fine_tune_and_score
+    monkeypatch.setattr(bench_teacher, "pretrain_mlm",
+                        lambda cfg, **kw: pretrained_with.append(cfg) or real_pretrain(cfg, **kw))
+    monkeypatch.setattr(bench_teacher, "fine_tune_and_score",
+                        lambda cfg, *a, **kw: tuned_with.append(cfg) or real_tune(cfg, *a, **kw))
     monkeypatch.setattr(sys, "argv", ["bench_teacher", "--param", "scratch.layers", "--values", "1", "2",
+                                      "--set", "pretrain.epochs=2", "--set", "teacher.weight_decay=0.02",
                                       "--out", str(tmp_path / "out")])
     bench_teacher.main()
+    assert [c["epochs"] for c in pretrained_with] == [2] and params["pretrain"].get("epochs") != 2
+    assert [c["weight_decay"] for c in tuned_with] == [0.02, 0.02]
     result = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert result["header"]["overrides"] == {"pretrain.epochs": 2, "teacher.weight_decay": 0.02}
+    assert "Overridden here (`--set`" in (tmp_path / "out.md").read_text(encoding="utf-8")
     one, two = result["rows"]
     assert result["header"]["default"] == 1 and (one["value"], two["value"]) == (1, 2)
     assert "pretrain_seconds" not in one and two["pretrain_seconds"] > 0 and two["final_val_perplexity"] > 1
@@ -199,3 +211,10 @@ def test_the_defaults_row_of_a_pretrained_sweep_gets_its_runs_pretraining(tmp_pa
     assert rows[0]["pretrain_seconds"] == 787.0 and rows[1]["pretrain_seconds"] == 1506.0
     text = bench_teacher.render({**result, **bench_teacher.summarize(rows, 0.15)})
     assert "| 787 / 704.3 (the run's) |" in text and "| 1506 / 421.2 |" in text
+
+
+def test_set_cannot_override_the_swept_param(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--param", "pretrain.lr", "--values", "0.001", "0.0005",
+                                      "--set", "pretrain.lr=0.002"])
+    with pytest.raises(SystemExit, match=r"--set pretrain.lr is the swept param; give its values with --values"):
+        bench_teacher.main()

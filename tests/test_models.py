@@ -116,10 +116,15 @@ def test_dropout_applies_to_a_loaded_model_not_only_to_a_scratch_one(tmp_path, f
     assert 0.3 in rates and 0.1 not in rates, rates
 
 
+@pytest.mark.parametrize("source", ["local", "scratch"])
 @pytest.mark.parametrize("dropout", [1.0, -0.1, "0.2", None])
-def test_a_bad_dropout_is_a_one_line_error(tmp_path, dropout):
-    saved, tok = build_model("teacher", {"model": "scratch", "scratch": TINY_ARCH}, META, TEXTS, max_length=32)
-    save_model_dir(tmp_path, saved, tok, {"task": "binary", "label_names": ["HateSpeech"], "thresholds": [0.5]})
+def test_a_bad_dropout_is_a_one_line_error(tmp_path, dropout, source):
+    """A scratch model too: its config took the value unchecked, so 1.0 or -0.1 ended in torch's ValueError
+    traceback from nn.Dropout."""
+    if source == "local":
+        saved, tok = build_model("teacher", {"model": "scratch", "scratch": TINY_ARCH}, META, TEXTS, max_length=32)
+        save_model_dir(tmp_path, saved, tok, {"task": "binary", "label_names": ["HateSpeech"], "thresholds": [0.5]})
+    cfg = {"model": str(tmp_path)} if source == "local" else {"model": "scratch", "scratch": TINY_ARCH}
     with pytest.raises(UserError, match=r"student.dropout=.* must be a number in \[0, 1\)") as err:
-        build_model("student", {"model": str(tmp_path), "dropout": dropout}, META, TEXTS, max_length=32)
+        build_model("student", {**cfg, "dropout": dropout}, META, TEXTS, max_length=32)
     assert "\n" not in str(err.value)
