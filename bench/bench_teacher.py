@@ -4,9 +4,8 @@ pipeline's models/pretrained), chosen on val macro-F1 (thresholds tuned on val);
 per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md) and `teacher.epochs`.
 
 A param of the encoder's shape (scratch.vocab_size, scratch.layers, scratch.hidden: heads and ffn follow it,
-scratch.tokenizer_model) or of its pretraining (pretrain.mask_prob, pretrain.epochs, pretrain.lr,
-pretrain.objective: electra's perplexity is its generator's) changes what pretraining builds: each value
-other than the default is pretrained first, by the pretrain stage's function on
+scratch.tokenizer_model) or of its pretraining (pretrain.mask_prob, pretrain.epochs, pretrain.lr) changes what
+pretraining builds: each value other than the default is pretrained first, by the pretrain stage's function on
 the same corpus (the run's data/pretrain_corpus.txt, or data/pretrain_corpus.txt) with the params.yaml pretrain
 group and that value, then fine-tuned. The default's encoder is the one given (--pretrained, or the run's). The
 student is not trained here: with student.tokenizer: teacher, scratch.vocab_size also sizes the student's
@@ -37,7 +36,7 @@ import yaml
 from banglacompress.config import load_params
 from banglacompress.data import load_split, read_corpus
 from banglacompress.models import TOKENIZER_MODELS, tokenizer_model
-from banglacompress.pretrain import OBJECTIVES, pretrain_mlm
+from banglacompress.pretrain import pretrain_mlm
 from banglacompress.train import configure_torch
 
 from .bench_pretrain import fine_tune_and_score, parse_set
@@ -48,9 +47,9 @@ SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropou
 # ... and a number of the scratch encoder's shape or of its pretraining: each value is pretrained before it is
 # fine-tuned (its default's encoder is the one given).
 PRETRAINED = ("scratch.vocab_size", "scratch.layers", "scratch.hidden", "scratch.tokenizer_model",
-              "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr", "pretrain.objective")
+              "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr")
 # ... of which these take a word, not a number
-WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS, "pretrain.objective": tuple(OBJECTIVES)}
+WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS}
 
 
 def value_of(params: dict, param: str):
@@ -92,8 +91,7 @@ def pretrain_value(params: dict, corpus: Path, out_dir: Path, seed: int) -> dict
     pre = pretrain_mlm(params["pretrain"], texts=read_corpus(corpus), out_dir=out_dir, seed=seed,
                        max_length=params["data"]["max_length"], teacher_cfg=params["teacher"])
     return {"dir": str(out_dir), "pretrain_seconds": round(time.perf_counter() - start, 1),
-            "final_val_perplexity": pre["final_val_perplexity"],
-            **({"val_perplexity_of": pre["val_perplexity_of"]} if "val_perplexity_of" in pre else {})}
+            "final_val_perplexity": pre["final_val_perplexity"]}
 
 
 def run_pretraining(run: Path) -> dict:
@@ -280,7 +278,6 @@ def render(result: dict) -> str:
                      + f"{sum(r['seconds'] for r in rs) / len(rs):.0f} |"
                      + (" " + ", ".join(f"{r['pretrain_seconds']:.0f} / {r['final_val_perplexity']:.1f}"
                                         + (" (the run's)" if r.get("pretrained_in_run") else "")
-                                        + (f" ({r['val_perplexity_of']}'s)" if r.get("val_perplexity_of") else "")
                                         if "pretrain_seconds" in r else "given encoder" for r in rs) + " |"
                         if pretrained else ""))
     best = result["best_on_val"]
