@@ -54,6 +54,14 @@ def parse_set(value: str) -> tuple[str, object]:
     return key, yaml.safe_load(raw)
 
 
+def with_sets(params: dict, sets: list[tuple[str, object]]) -> dict:
+    """params with each parse_set override applied (a copy; the given params are left as they are)."""
+    for key, value in sets:
+        group, name = key.split(".")
+        params = {**params, group: {**params[group], name: value}}
+    return params
+
+
 def parse_corpus(value: str) -> dict:
     path, sep, column = value.rpartition("=")
     if not sep or not path or not column:
@@ -241,10 +249,7 @@ def main() -> None:
         ap.error(f"--quick needs --out elsewhere than {DEFAULT_OUT} (a smoke run never replaces the results)")
     out = args.out or DEFAULT_OUT
 
-    params = load_params(args.params)
-    for key, value in args.set:
-        group, name = key.split(".")
-        params[group] = {**params[group], name: value}
+    params = with_sets(load_params(args.params), args.set)
     configure_torch(params["threads"])
     teacher = dict(params["teacher"], cv_folds=0)
     pretrain = check_pretrain_params(params.get("pretrain", {}))

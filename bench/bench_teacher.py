@@ -39,7 +39,7 @@ from banglacompress.models import TOKENIZER_MODELS, tokenizer_model
 from banglacompress.pretrain import pretrain_mlm
 from banglacompress.train import configure_torch
 
-from .bench_pretrain import fine_tune_and_score, parse_set
+from .bench_pretrain import fine_tune_and_score, parse_set, with_sets
 from .run_bench import RUN_FILE, machine, outside_noise, run_teacher_scores, stats
 
 # What a sweep may set: a number the train_teacher stage reads (the encoder and its shape come from pretraining).
@@ -136,12 +136,9 @@ def main() -> None:
     if args.param not in WORDS and (
             not args.values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args.values)):
         sys.exit(f"error: give --values, numbers for {label(args.param)} (e.g. --values 6 12)")
-    params = load_params()
-    for key, value in args.set:
-        group, _, name = key.partition(".")
-        if f"{group}.{name}" == label(args.param):
-            sys.exit(f"error: --set {key} is the swept param; give its values with --values")
-        params = {**params, group: {**params[group], name: value}}
+    if label(args.param) in dict(args.set):
+        sys.exit(f"error: --set {label(args.param)} is the swept param; give its values with --values")
+    params = with_sets(load_params(), args.set)
     configure_torch(params["threads"])
     if args.param in PRETRAINED and params["teacher"]["model"] != "scratch":
         sys.exit(f"error: --param {args.param} needs teacher.model: scratch (params.yaml has "
