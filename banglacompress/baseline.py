@@ -10,8 +10,15 @@ from sklearn.multiclass import OneVsRestClassifier
 from .scoring import classification_metrics, tune_thresholds
 
 
-def fit_tfidf_lr(task: str, train_texts, y_train, seed: int = 42):
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
+def char_tfidf() -> TfidfVectorizer:
+    """The baseline's features: TF-IDF over character 2-5-grams inside word boundaries."""
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
+
+
+def fit_tfidf_lr(task: str, train_texts, y_train, seed: int = 42, vectorizer: TfidfVectorizer | None = None):
+    """Logistic regression (one per label for multi-label) on `vectorizer`'s features (unfitted; default
+    char_tfidf, the baseline). Returns the fitted (vectorizer, model)."""
+    vectorizer = vectorizer if vectorizer is not None else char_tfidf()
     x = vectorizer.fit_transform(train_texts)
     lr = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=seed)
     if task == "multiclass":
