@@ -18,6 +18,9 @@ embedding table.
     .venv/bin/python -m bench.bench_teacher --param scratch.vocab_size --values 8000 16000 \
         --work bench/work/cyberbully --seeds 42 --out bench/teacher_vocab_cyberbully
 
+A sweep run a seed at a time (--seeds 43, then --seeds 44) becomes one table over its seeds with
+    .venv/bin/python -m bench.bench_teacher --merge bench/F.json bench/F_seed43.json --out bench/F_seeds
+
 With --work, a value whose teacher is the one the make-bench run trained (its teacher params, seed, code and
 CPU type) takes that run's scores instead of training it again (the row says `from_run`).
 
@@ -124,8 +127,15 @@ def main() -> None:
                          "here; the default's encoder is the given one), repeatable: --set pretrain.lr=0.0005")
     ap.add_argument("--out", default=None, help="default bench/teacher_<param>")
     ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md (and the summary) from OUT.json")
+    ap.add_argument("--merge", nargs="+", metavar="RECORD", default=None,
+                    help="records of one sweep run a seed at a time (their .json): one table over all their seeds, "
+                         "written to --out; they must sweep the same param from the same default with the same overrides")
     args = ap.parse_args()
     out = args.out or f"bench/teacher_{args.param}"
+    if args.merge:
+        result = merged([json.loads(Path(r).read_text(encoding="utf-8")) for r in args.merge], args.merge)
+        result["header"]["command"] += "; then: python -m bench.bench_teacher " + " ".join(sys.argv[1:])
+        return write(result, out)
     if args.render_only:
         result = upgrade(json.loads(Path(out + ".json").read_text(encoding="utf-8")))
         add_run_pretraining(result)
@@ -212,6 +222,24 @@ def upgrade(result: dict) -> dict:
     result["rows"] = [{"seed": r["seed"], "value": r["lr"], **{k: v for k, v in r.items() if k not in ("seed", "lr")}}
                       for r in result["rows"]]
     return result
+
+
+def merged(records: list[dict], names: list[str]) -> dict:
+    """Records of the same sweep (param, default, overrides, teacher and pretrain params) made on different
+    seeds, as one record: rows and runs concatenated, the summary taken again over all the seeds."""
+    same = ("param", "default", "overrides", "teacher", "pretrain", "work")
+    first = records[0]["header"]
+    for record, name in zip(records, names):
+        differs = [k for k in same if record["header"].get(k) != first.get(k)]
+        if differs:
+            sys.exit(f"error: {name} is not the same sweep as {names[0]} (differs in {', '.join(differs)})")
+    seeds = [r["seed"] for record in records for r in record["rows"] if r["value"] == first["default"]]
+    if len(seeds) != len(set(seeds)):
+        sys.exit(f"error: the records share a seed ({sorted(seeds)}): merge records of different seeds")
+    header = {**first, "command": "; ".join(r["header"]["command"] for r in records),
+              "runs": [run for r in records for run in r["header"]["runs"]], "merged_from": list(names)}
+    rows = [row for record in records for row in record["rows"]]
+    return {"header": header, "rows": rows, **summarize(rows, header["default"])}
 
 
 def write(result: dict, out: str) -> None:

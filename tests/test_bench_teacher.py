@@ -218,3 +218,34 @@ def test_set_cannot_override_the_swept_param(monkeypatch, capsys):
                                       "--set", "pretrain.lr=0.002"])
     with pytest.raises(SystemExit, match=r"--set pretrain.lr is the swept param; give its values with --values"):
         bench_teacher.main()
+
+
+def _record(seed, changes, param="scratch.hidden", overrides=None):
+    rows = [_row(seed, 256, 0.70 + seed / 1000), _row(seed, 384, 0.70 + seed / 1000 + changes)]
+    header = {"command": f"bench_teacher --seeds {seed}", "param": param, "default": 256, "teacher": {},
+              "machine": {"cpu": "a CPU"},
+              "runs": [{"seed": seed}], "work": "bench/work/x", **({"overrides": overrides} if overrides else {})}
+    return {"header": header, "rows": rows, **bench_teacher.summarize(rows, 256)}
+
+
+def test_records_of_one_sweep_made_a_seed_at_a_time_merge_into_one_paired_table(tmp_path, monkeypatch, capsys):
+    names = []
+    for seed, change in ((42, 0.01), (43, 0.02), (44, 0.015)):
+        names.append(str(tmp_path / f"s{seed}.json"))
+        (tmp_path / f"s{seed}.json").write_text(json.dumps(_record(seed, change, overrides={"pretrain.lr": 0.0005})))
+    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--merge", *names, "--out", str(tmp_path / "all")])
+    bench_teacher.main()
+    result = json.loads((tmp_path / "all.json").read_text(encoding="utf-8"))
+    assert [r["seed"] for r in result["rows"]] == [42, 42, 43, 43, 44, 44]
+    assert result["summary"]["384"]["val_change_vs_default"]["values"] == pytest.approx([0.01, 0.02, 0.015])
+    assert result["header"]["merged_from"] == names and "then: python -m bench.bench_teacher --merge" in result["header"]["command"]
+
+    (tmp_path / "other.json").write_text(json.dumps(_record(45, 0.01, param="scratch.layers")))
+    (tmp_path / "again.json").write_text(json.dumps(_record(42, 0.01, overrides={"pretrain.lr": 0.0005})))
+    for bad, message in (("other.json", "differs in param"), ("again.json", "share a seed")):
+        monkeypatch.setattr(sys, "argv", ["bench_teacher", "--merge", names[0], str(tmp_path / bad),
+                                          "--out", str(tmp_path / "bad")])
+        with pytest.raises(SystemExit) as stop:
+            bench_teacher.main()
+        assert message in str(stop.value)
+    assert not (tmp_path / "bad.json").exists()
