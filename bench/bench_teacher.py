@@ -19,7 +19,9 @@ embedding table.
         --work bench/work/cyberbully --seeds 42 --out bench/teacher_vocab_cyberbully
 
 A sweep run a seed at a time (--seeds 43, then --seeds 44) becomes one table over its seeds with
-    .venv/bin/python -m bench.bench_teacher --merge bench/F.json bench/F_seed43.json --out bench/F_seeds
+    .venv/bin/python -m bench.bench_teacher --merge bench/teacher_width_cyberbully.json \
+        bench/teacher_width_cyberbully_seed43.json bench/teacher_width_cyberbully_seed44.json \
+        --out bench/teacher_width_cyberbully_3seeds
 
 With --work, a value whose teacher is the one the make-bench run trained (its teacher params, seed, code and
 CPU type) takes that run's scores instead of training it again (the row says `from_run`).
