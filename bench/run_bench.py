@@ -25,6 +25,11 @@ run whose work dir holds a finished run made with the same params and runs the r
     python -m bench.run_bench --datasets sentnob --seeds 42     # one run
     python -m bench.run_bench --quick                           # smoke: tiny models, 5% samples (minutes)
     python -m bench.run_bench --render-only                     # RESULTS.md again from RESULTS.json
+    # a variant of the benchmark: the default params with a change, in its own work dir and result files
+    python -m bench.run_bench --datasets cyberbully --seeds 42 --set teacher.scratch.hidden=384 \
+        --work bench/work/variant --out bench/work/variant/RESULTS
+
+A --set run and the default one become one paired table with bench/compare_bench.py.
 
 Writes bench/RESULTS.md and bench/RESULTS.json (--quick: bench/work/quick/RESULTS.*). Nothing is tuned on test."""
 from __future__ import annotations
@@ -128,6 +133,33 @@ def run_params(spec: dict, seed: int, base: dict) -> dict:
     params = copy.deepcopy(base)
     params["data"].update({k: str(v) if isinstance(v, Path) else copy.deepcopy(v) for k, v in spec["data"].items()})
     params["seed"] = seed
+    return params
+
+
+def parse_override(value: str) -> tuple[str, object]:
+    """--set teacher.scratch.hidden=384: a params.yaml key as a dotted path, its value read as YAML (like `dvc exp
+    run -S`). data.* and seed are the benchmark's own (the dataset and the seed of each run)."""
+    key, sep, raw = value.partition("=")
+    parts = key.split(".")
+    if not sep or not all(parts) or parts[0] in ("data", "seed"):
+        raise argparse.ArgumentTypeError(
+            f"--set {value!r}: expected KEY=VALUE with KEY a dotted params.yaml path (teacher.scratch.hidden=384); "
+            "data.* and seed are set by the benchmark per dataset and run")
+    return key, yaml.safe_load(raw)
+
+
+def with_overrides(params: dict, overrides: list[tuple[str, object]]) -> dict:
+    """A copy of params with each --set applied; a key params.yaml does not have is an error (a typo would
+    otherwise run the default again under the variant's name)."""
+    params = copy.deepcopy(params)
+    for key, value in overrides:
+        *path, last = key.split(".")
+        node = params
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise KeyError(f"--set {key}: params.yaml has no such key")
+        node[last] = value
     return params
 
 
@@ -438,12 +470,13 @@ def bench_run(work: Path, params: dict, *, samples: int, threads: int, resume: b
     With `resume`, a finished run's saved record instead (nothing reruns)."""
     if resume and (done := finished_run(work, params)) is not None:
         print(f"[bench] {work}: finished earlier, kept (--resume)", flush=True)
-        return with_corpus_counts(done, work)
+        return with_val_scores(with_corpus_counts(done, work), work)
     pred, stages = run_pipeline(work, params, in_process)
     result = measure(work, pred, samples, threads)
     run = with_corpus_counts({"seed": params["seed"], "cpu": cpu_type(), "threads": threads,
                               "work": str(work.relative_to(ROOT) if work.is_relative_to(ROOT) else work),
                               "stages": stages, "result": result, "targets": targets(result, stages)}, work)
+    run = with_val_scores(run, work)
     run = json.loads(json.dumps(run, default=float))  # numpy numbers -> JSON's: the same record as a resumed run's
     (work / RUN_FILE).write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
     return run
@@ -455,6 +488,16 @@ def with_corpus_counts(run: dict, work: Path) -> dict:
     counts = work / "metrics" / "pretrain_corpus.json"
     if "pretrain_corpus" not in run and counts.exists():
         run = {**run, "pretrain_corpus": json.loads(counts.read_text(encoding="utf-8"))}
+    return run
+
+
+def with_val_scores(run: dict, work: Path) -> dict:
+    """The run's record with the val macro-F1 of its teacher and final model, as the stages chose them (thresholds
+    tuned on val): what a comparison of two settings decides on, test being only reported."""
+    teacher, final = (work / "metrics" / f"{stage}.json" for stage in ("train_teacher", "quantize"))
+    if "val" not in run and teacher.exists() and final.exists():
+        run = {**run, "val": {"teacher": json.loads(teacher.read_text(encoding="utf-8"))["val_macro_f1_tuned"],
+                              "final": json.loads(final.read_text(encoding="utf-8"))["val_macro_f1"]}}
     return run
 
 
@@ -526,6 +569,10 @@ def markdown(saved: dict) -> str:
     w(f"Python {info['python']}, torch {info['torch']}, transformers {info['transformers']}, onnxruntime "
       f"{info['onnxruntime']}, scikit-learn {info['scikit-learn']}. Load average at the start: "
       f"{', '.join(f'{x:.2f}' for x in info['load_average'])}.")
+    if saved.get("overrides"):
+        w()
+        w("**A variant, not the default:** params.yaml with " + ", ".join(
+            f"`{k}={json.dumps(v, ensure_ascii=False)}`" for k, v in saved["overrides"].items()) + ".")
     w()
     w("| dataset | seeds | teacher macro-F1 | final macro-F1 | TF-IDF macro-F1 | final − TF-IDF (paired) | goal "
       "| met |")
@@ -577,15 +624,18 @@ def input_files(spec: dict) -> list[Path]:
 
 
 def bench(datasets: dict, seeds: list[int], base: dict, *, work: Path, out: Path, samples: int, threads: int,
-          resume: bool = False, in_process: bool = False, command: str = "", quick: bool = False) -> dict:
+          resume: bool = False, in_process: bool = False, command: str = "", quick: bool = False,
+          overrides: list[tuple[str, object]] = ()) -> dict:
     """Every (dataset, seed) run in turn, under work/<dataset>/seed<N>; OUT.json and OUT.md rewritten after each,
     so an interrupted benchmark leaves what it finished (and --resume continues it)."""
-    saved = {"machine": machine(), "command": command, "seeds": list(seeds), "quick": quick, "datasets": {}}
+    saved = {"machine": machine(), "command": command, "seeds": list(seeds), "quick": quick,
+             "overrides": dict(overrides), "datasets": {}}
     start = time.perf_counter()
     for name, spec in datasets.items():
         runs = []
         for seed in seeds:
-            runs.append(bench_run(work / name / f"seed{seed}", run_params(spec, seed, base), samples=samples,
+            runs.append(bench_run(work / name / f"seed{seed}", run_params(spec, seed, with_overrides(base, overrides)),
+                                  samples=samples,
                                   threads=threads, resume=resume, in_process=in_process))
             saved["datasets"][name] = {"files": ", ".join(p.name for p in input_files(spec)),
                                        "summary": summarize(runs, spec["margin"]), "runs": runs}
@@ -609,7 +659,12 @@ def main():
                     help="smoke run: tiny models, 5%% of each single-file dataset, stages in this process")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite OUT.md (and the targets in OUT.json) from OUT.json's runs; runs nothing")
+    ap.add_argument("--set", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
+                    help="a variant: params.yaml's KEY (dotted path) set to VALUE in every run; needs --work and --out")
     args = ap.parse_args()
+    if args.set and not (args.work and args.out):
+        ap.error("--set runs a variant: give it its own --work and --out, so the default benchmark's runs "
+                 "and bench/RESULTS are not replaced by it")
     work = args.work or (ROOT / "bench" / "work" / "quick" if args.quick else ROOT / "bench" / "work")
     out = args.out or (work / "RESULTS" if args.quick else ROOT / "bench" / "RESULTS")
     if args.render_only:
@@ -624,6 +679,10 @@ def main():
         save(out, saved)
         return
     base = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    try:
+        with_overrides(base, args.set)
+    except KeyError as e:
+        sys.exit(f"bench: {e.args[0]}")
     datasets = {name: DATASETS[name] for name in args.datasets}
     if args.quick:
         base, datasets = quick_params(base), quick_datasets(datasets)
@@ -635,7 +694,8 @@ def main():
     command = "make bench" if os.environ.get("MAKELEVEL") else "python -m bench.run_bench " + " ".join(sys.argv[1:])
     bench(datasets, args.seeds, base, work=work, out=out, resume=args.resume, quick=args.quick,
           samples=args.samples or (QUICK_SAMPLES if args.quick else 300),
-          threads=args.threads or (1 if args.quick else 2), in_process=args.quick, command=command)
+          threads=args.threads or (1 if args.quick else 2), in_process=args.quick, command=command,
+          overrides=args.set)
 
 
 if __name__ == "__main__":

@@ -152,11 +152,15 @@ def test_quick_bench_writes_every_summary_and_leads_with_their_table(quick_bench
     assert [row.split(" | ")[0].strip("| ") for row in table[2:]] == list(datasets)
     assert not lines[first + 2 + len(datasets)].startswith("|")
     assert "| given | 42, 43 |" in text and "final ≥ TF-IDF + 0.01" in table[2] and "final ≥ TF-IDF |" in table[3]
-    # each run keeps its pretraining corpus counts, and the markdown says them
+    # each run keeps its pretraining corpus counts, and the markdown says them; and the val macro-F1 of its
+    # teacher and final model as the stages chose them (what compare_bench decides on)
     for d in results["datasets"].values():
         for run in d["runs"]:
-            counts = json.loads((ROOT / run["work"] / "metrics" / "pretrain_corpus.json").read_text())
+            metrics = ROOT / run["work"] / "metrics"
+            counts = json.loads((metrics / "pretrain_corpus.json").read_text())
             assert run["pretrain_corpus"] == counts
+            assert run["val"] == {"teacher": json.loads((metrics / "train_teacher.json").read_text())[
+                "val_macro_f1_tuned"], "final": json.loads((metrics / "quantize.json").read_text())["val_macro_f1"]}
             assert f"{counts['total']['rows_read']:,} rows read" in text
     # --render-only rebuilds the same markdown from RESULTS.json alone
     out.with_suffix(".md").unlink()
@@ -262,3 +266,49 @@ def test_a_given_splits_spec_prepares_the_given_files_whatever_the_seed(tmp_path
         rows = {name: len(pd.read_csv(work / "data" / "prepared" / f"{name}.csv")) for name in SPLITS}
         assert rows == sizes
     assert prepared[42] == prepared[43]
+
+
+def test_set_makes_a_variant_in_its_own_files_and_compare_bench_pairs_it_with_the_default(quick_bench, tmp_path,
+                                                                                          monkeypatch):
+    from bench import compare_bench
+    saved, datasets, kwargs = quick_bench
+    overrides = [run_bench.parse_override("teacher.epochs=1"), run_bench.parse_override("teacher.scratch.hidden=32")]
+    assert overrides == [("teacher.epochs", 1), ("teacher.scratch.hidden", 32)]
+    variant = run_bench.bench({"binary": datasets["binary"]}, SEEDS, _quick_base(), command="test", **{
+        **kwargs, "work": tmp_path / "work", "out": tmp_path / "RESULTS"}, overrides=overrides)
+    params = yaml.safe_load((tmp_path / "work/binary/seed42/params.yaml").read_text(encoding="utf-8"))
+    assert params["teacher"]["epochs"] == 1 and params["teacher"]["scratch"]["hidden"] == 32
+    assert params["teacher"]["scratch"]["layers"] == _quick_base()["teacher"]["scratch"]["layers"]  # the rest kept
+    assert variant["overrides"] == {"teacher.epochs": 1, "teacher.scratch.hidden": 32}
+    assert "**A variant, not the default:** params.yaml with `teacher.epochs=1`, `teacher.scratch.hidden=32`." in \
+        (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    # paired with the default's runs of the same dataset and seeds: the same test split, the changes are new - base
+    base, _ = compare_bench.load_runs([kwargs["out"].with_suffix(".json")])
+    new, _ = compare_bench.load_runs([tmp_path / "RESULTS.json"])
+    base = {key: run for key, run in base.items() if key[0] == "binary"}
+    table = compare_bench.compare(base, new)["binary"]
+    assert table["seeds"] == SEEDS
+    for run, b, n in zip(table["runs"], variant["datasets"]["binary"]["runs"], saved["datasets"]["binary"]["runs"]):
+        assert run["new"]["val_teacher"] == b["val"]["teacher"] and run["base"]["val_final"] == n["val"]["final"]
+    change = table["summary"]["val_final"]["change"]["values"]
+    assert change == [r["new"]["val_final"] - r["base"]["val_final"] for r in table["runs"]]
+
+
+@pytest.mark.parametrize("bad", ["teacher.epochs", "data.path=x.csv", "seed=1", "teacher..lr=1", "=1"])
+def test_set_refuses_what_is_not_a_params_key(bad):
+    with pytest.raises(Exception, match="expected KEY=VALUE"):
+        run_bench.parse_override(bad)
+
+
+def test_set_of_a_key_params_yaml_lacks_or_without_its_own_files_is_one_line(monkeypatch, capsys, tmp_path):
+    with pytest.raises(KeyError, match="teacher.scratch.widht: params.yaml has no such key"):
+        run_bench.with_overrides(_quick_base(), [("teacher.scratch.widht", 384)])
+    argv = ["run_bench", "--datasets", "sentnob", "--set", "teacher.lr=0.001"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as e:
+        run_bench.main()
+    assert e.value.code == 2 and "give it its own --work and --out" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", argv[:-1] + ["teacher.lrr=0.001", "--work", str(tmp_path), "--out",
+                                                  str(tmp_path / "R")])
+    with pytest.raises(SystemExit, match="bench: --set teacher.lrr: params.yaml has no such key"):
+        run_bench.main()
