@@ -630,12 +630,12 @@ def bench(datasets: dict, seeds: list[int], base: dict, *, work: Path, out: Path
     so an interrupted benchmark leaves what it finished (and --resume continues it)."""
     saved = {"machine": machine(), "command": command, "seeds": list(seeds), "quick": quick,
              "overrides": dict(overrides), "datasets": {}}
+    base = with_overrides(base, overrides)
     start = time.perf_counter()
     for name, spec in datasets.items():
         runs = []
         for seed in seeds:
-            runs.append(bench_run(work / name / f"seed{seed}", run_params(spec, seed, with_overrides(base, overrides)),
-                                  samples=samples,
+            runs.append(bench_run(work / name / f"seed{seed}", run_params(spec, seed, base), samples=samples,
                                   threads=threads, resume=resume, in_process=in_process))
             saved["datasets"][name] = {"files": ", ".join(p.name for p in input_files(spec)),
                                        "summary": summarize(runs, spec["margin"]), "runs": runs}
