@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import bitsandbytes.functional as bnbf
 import numpy as np
 import torch
 from transformers import AutoTokenizer
@@ -19,8 +18,8 @@ from .integrity import verify_checksums, write_checksums
 from .data import Encoded, load_split
 from .measure import artifact_size
 from .models import INFERENCE_FILE, from_pretrained_pruned, save_model_dir, save_tokenizer
-from .quantize import (QUANT_FILE, QUANT_METHODS, activation_calibration, check_quantize_params, fp32_modules,
-                       is_4bit, method_options)
+from .quantize import (QUANT_FILE, QUANT_METHODS, activation_calibration, bnb, check_quantize_params,
+                       fp32_modules, is_4bit, method_options)
 from .scoring import agreement
 from .train import predict_logits, score_split
 
@@ -85,7 +84,7 @@ def count_stored_params(model) -> dict:
     for module in model.modules():
         four_bit = is_4bit(module)
         for name, p in module.named_parameters(recurse=False):
-            values = bnbf.dequantize_4bit(p.data, p.quant_state) if four_bit and name == "weight" else p
+            values = bnb().functional.dequantize_4bit(p.data, p.quant_state) if four_bit and name == "weight" else p
             total += values.numel()
             nonzero += int((values != 0).sum())
         if type(module).__module__.startswith("torch.ao.nn.quantized") and callable(getattr(module, "weight", None)):

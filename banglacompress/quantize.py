@@ -33,7 +33,6 @@ from typing import Callable
 
 import onnx
 import torch
-from bitsandbytes.nn import Embedding4bit, Linear4bit, Params4bit
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from safetensors.torch import load_file, save_file
 from torch.ao import quantization as tq
@@ -283,6 +282,18 @@ INT4_MIN_WEIGHTS = 4096
 INT4_NESTED_MIN_WEIGHTS = 32768
 
 
+def bnb():
+    """The bitsandbytes package (its nn and functional modules), imported the first time int4 needs it.
+
+    Importing bitsandbytes loads torch._inductor: 1.85 s on 2 cores after torch itself (Intel Xeon, 2026-12-02;
+    `python -X importtime`), paid by every quantize, evaluate, export and predict process although only
+    quant_method int4 uses it. This is the package's one function-level import (of a third-party backend, never
+    of a package module: tests/test_pipeline.py, LAZY_IMPORTS)."""
+    import bitsandbytes.functional
+    import bitsandbytes.nn
+    return bitsandbytes
+
+
 def _int4_modules(model, embeddings: bool) -> list[str]:
     names = [n for n, m in model.named_modules()
              if isinstance(m, torch.nn.Linear) and m.weight.numel() >= INT4_MIN_WEIGHTS]
@@ -291,12 +302,12 @@ def _int4_modules(model, embeddings: bool) -> list[str]:
 
 def _int4_shell(module):
     """An empty bitsandbytes 4-bit module of the same shape (weights are set by the caller)."""
-    nested = module.weight.numel() >= INT4_NESTED_MIN_WEIGHTS
+    nested, nn4 = module.weight.numel() >= INT4_NESTED_MIN_WEIGHTS, bnb().nn
     if isinstance(module, torch.nn.Embedding):
-        shell = Embedding4bit(module.num_embeddings, module.embedding_dim, dtype=torch.float32, quant_type="nf4")
+        shell = nn4.Embedding4bit(module.num_embeddings, module.embedding_dim, dtype=torch.float32, quant_type="nf4")
     else:
-        shell = Linear4bit(module.in_features, module.out_features, bias=module.bias is not None,
-                           compute_dtype=torch.float32, compress_statistics=nested, quant_type="nf4")
+        shell = nn4.Linear4bit(module.in_features, module.out_features, bias=module.bias is not None,
+                               compute_dtype=torch.float32, compress_statistics=nested, quant_type="nf4")
         # bitsandbytes repacks the weight for its AVX-512-BF16 kernel on such CPUs; that repacking needs
         # out_features divisible by its block (a pruned 48-wide projection failed with "N must be divisible
         # by block_n"), and it would make the same file compute differently on another CPU. The dequantize
@@ -330,7 +341,7 @@ def _save_int4(model, path: Path) -> dict:
     state, packed_bytes, packed_weights, names = {}, 0, 0, []
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
-        if isinstance(module, Embedding4bit):  # bitsandbytes does not implement saving it: do it here
+        if isinstance(module, bnb().nn.Embedding4bit):  # bitsandbytes does not implement saving it: do it here
             state[prefix + "weight"] = module.weight.data
             for k, v in module.weight.quant_state.as_dict(packed=True).items():
                 state[f"{prefix}weight.{k}"] = v
@@ -355,7 +366,7 @@ def _load_int4(path: Path, options: dict, device):
         key = f"{name}.weight"
         stats = {k[len(key) + 1:]: state.pop(k) for k in [k for k in state if k.startswith(key + ".")]}
         shell = _int4_shell(model.get_submodule(name))
-        shell.weight = Params4bit.from_prequantized(state.pop(key), stats, requires_grad=False, device="cpu",
+        shell.weight = bnb().nn.Params4bit.from_prequantized(state.pop(key), stats, requires_grad=False, device="cpu",
                                                     module=shell)
         model.set_submodule(name, shell)
     missing, unexpected = model.load_state_dict(state, strict=False)
