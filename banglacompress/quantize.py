@@ -285,8 +285,8 @@ INT4_NESTED_MIN_WEIGHTS = 32768
 def bnb():
     """The bitsandbytes package (its nn and functional modules), imported the first time int4 needs it.
 
-    Importing bitsandbytes loads torch._inductor: 1.85 s on 2 cores after torch itself (Intel Xeon, 2026-12-02;
-    `python -X importtime`), paid by every quantize, evaluate, export and predict process although only
+    Importing bitsandbytes loads torch._inductor: about 2 s on 2 cores even after torch, transformers and ONNX
+    Runtime (bench/import_time.md), which every quantize, evaluate, export and predict process paid although only
     quant_method int4 uses it. This is the package's one function-level import (of a third-party backend, never
     of a package module: tests/test_pipeline.py, LAZY_IMPORTS)."""
     import bitsandbytes.functional
@@ -339,9 +339,10 @@ def _int4(model, calib=None, *, embeddings=False):
 
 def _save_int4(model, path: Path) -> dict:
     state, packed_bytes, packed_weights, names = {}, 0, 0, []
+    embedding4bit = bnb().nn.Embedding4bit
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
-        if isinstance(module, bnb().nn.Embedding4bit):  # bitsandbytes does not implement saving it: do it here
+        if isinstance(module, embedding4bit):  # bitsandbytes does not implement saving it: do it here
             state[prefix + "weight"] = module.weight.data
             for k, v in module.weight.quant_state.as_dict(packed=True).items():
                 state[f"{prefix}weight.{k}"] = v
@@ -366,8 +367,8 @@ def _load_int4(path: Path, options: dict, device):
         key = f"{name}.weight"
         stats = {k[len(key) + 1:]: state.pop(k) for k in [k for k in state if k.startswith(key + ".")]}
         shell = _int4_shell(model.get_submodule(name))
-        shell.weight = bnb().nn.Params4bit.from_prequantized(state.pop(key), stats, requires_grad=False, device="cpu",
-                                                    module=shell)
+        shell.weight = bnb().nn.Params4bit.from_prequantized(state.pop(key), stats, requires_grad=False,
+                                                             device="cpu", module=shell)
         model.set_submodule(name, shell)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not any(k == f"{n}.weight" or k.startswith(f"{n}.weight.") for n in four_bit)]

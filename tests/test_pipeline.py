@@ -143,8 +143,8 @@ def test_package_imports_run_one_way_and_sit_at_the_top():
 
 # The one exception: a heavy third-party backend that only one method needs, imported by the one function that
 # hands it out (never a package module: those would hide a dependency from dvc.yaml). module -> (package, why)
-LAZY_IMPORTS = {"quantize": ("bitsandbytes", "1.85 s of import (torch._inductor) for every quantize, evaluate, "
-                                             "export and predict process; only quant_method int4 uses it")}
+LAZY_IMPORTS = {"quantize": ("bitsandbytes", "~2 s of import (torch._inductor; bench/import_time.md) in every "
+                                             "quantize, evaluate, export and predict process; only int4 uses it")}
 
 
 def _lazy_third_party(module: str, node) -> bool:
