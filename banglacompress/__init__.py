@@ -6,6 +6,7 @@ the import graph has no cycle), so each DVC stage depends on the modules it real
     config       params, one-line user errors, atomic outputs, pipeline variants
     integrity    SHA256SUMS of every model directory, written on save and checked on load
     scoring      probabilities, thresholds tuned on val, metrics (numpy only)
+    baseline     the TF-IDF + logistic-regression reference model (benchmarks; distill.tfidf_weight)
     pooling      cls / mean / max pooling for the classification head
     data         read, clean, de-duplicate, split or take given splits (the prepare stage: prepare_splits), batch
     models       scratch / hub models, tokenizers, model directories, structured-pruned shapes
@@ -21,7 +22,6 @@ the import graph has no cycle), so each DVC stage depends on the modules it real
     evaluate     test metrics, ratios, plots (the evaluate stage: evaluate_stages)
     export       the model card and models/final (the export stage: write_final)
     predict      the command-line labeller (python -m banglacompress.predict)
-    baseline     the TF-IDF + logistic-regression reference model (benchmarks)
 """
 import logging
 

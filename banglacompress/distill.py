@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
+from .baseline import fit_tfidf_lr, predict_proba
 from .config import atomic_output, check_choice, check_range, require, resolve_options
 from .data import CORPUS_FILE, Encoded, class_weights, load_split, read_corpus
 from .models import (PRUNED_SHAPES_KEY, build_model, build_scratch_with_tokenizer, check_arch, count_params,
                      encoder_blocks, load_model_dir, with_dropout)
 from .pooling import POOLINGS, pooling_of, set_pooling
-from .scoring import decide, macro_f1, probabilities
+from .scoring import decide, logits_of, macro_f1, probabilities
 from .train import (check_fit_options, fit, fit_options, hard_loss, is_main_process, open_live, predict_logits,
                     seed_everything, tune_thresholds_and_save)
 
@@ -320,12 +321,29 @@ def teacher_labels(task: str, logits: np.ndarray, thresholds, like: np.ndarray) 
 
 
 # --------------------------------------------------------------------------- params and setup
+def blend_tfidf(task: str, teacher_logits: np.ndarray, weight: float, *, train_texts: list[str], y_train: np.ndarray,
+                texts: list[str], seed: int) -> np.ndarray:
+    """Soft targets from two teachers: (1 - weight) * the teacher's logits + weight * the logits of the TF-IDF
+    baseline (banglacompress.baseline: char 2-5-grams + logistic regression) on the same transfer texts. The
+    regression is fitted on the train split's labels only, here, so no val or test text is seen. Char n-grams
+    win where one word decides a label, the encoder elsewhere (bench/per_label_cyberbully.md); the student,
+    which matches its teacher after KD on the transfer set, can learn from both. weight 0: the teacher alone."""
+    if weight == 0:
+        return teacher_logits
+    vectorizer, model = fit_tfidf_lr(task, train_texts, y_train, seed=seed)
+    tfidf = logits_of(task, predict_proba(task, vectorizer, model, texts))
+    require(tfidf.shape == teacher_logits.shape, f"distill.tfidf_weight: the TF-IDF model gives {tfidf.shape[1]} "
+                                                 f"outputs, the teacher {teacher_logits.shape[1]}")
+    return ((1 - weight) * teacher_logits + weight * tfidf).astype(teacher_logits.dtype)
+
+
 def check_distill_params(cfg: dict) -> None:
     check_choice("distill.method", cfg["method"], KD_METHODS)
     check_choice("distill.transfer", cfg.get("transfer", "train"), TRANSFER_SETS)
     check_choice("distill.soft_loss", cfg.get("soft_loss", "kl"), SOFT_LOSSES)
     check_range("distill.alpha", cfg["alpha"], 0.0, 1.0)
     check_range("distill.temperature", cfg["temperature"], 1e-3, 100.0)
+    check_range("distill.tfidf_weight", cfg.get("tfidf_weight", 0.0), 0.0, 1.0)
     options = method_options(cfg)
     if options["attention_loss"] is not None:
         check_choice("distill.attention_loss", options["attention_loss"], ATTENTION_LOSSES)
@@ -338,8 +356,8 @@ def check_distill_params(cfg: dict) -> None:
 def kd_settings(cfg: dict) -> dict:
     """The KD knobs as recorded in metrics/distill.json: the common ones and the method's resolved options."""
     return {"method": cfg["method"], "alpha": cfg["alpha"], "temperature": cfg["temperature"],
-            "soft_loss": cfg.get("soft_loss", "kl"), **KD_METHODS[cfg["method"]].resolve(cfg["method"],
-                                                                                        method_options(cfg))}
+            "soft_loss": cfg.get("soft_loss", "kl"), "tfidf_weight": cfg.get("tfidf_weight", 0.0),
+            **KD_METHODS[cfg["method"]].resolve(cfg["method"], method_options(cfg))}
 
 
 def build_kd(cfg: dict, task: str, teacher_logits: torch.Tensor, *, teacher=None, teacher_set=None, student=None,
@@ -457,10 +475,14 @@ def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher
     extra_texts = TRANSFER_SETS[cfg.get("transfer", "train")](train_texts, corpus)
     # Soft targets once, with the teacher's own tokenizer; rows are matched to student batches by index.
     teacher_set = Encoded(teacher_tok, train_texts + extra_texts, None, max_length)
-    teacher_logits = torch.from_numpy(predict_logits(teacher, teacher_set, desc="teacher transfer set"))
-    targets = np.concatenate([y_train, teacher_labels(meta["task"], teacher_logits[len(train_texts):].numpy(),
+    teacher_logits = predict_logits(teacher, teacher_set, desc="teacher transfer set")
+    # Hard labels of the unlabelled rows: the teacher's own decisions (its thresholds belong to its logits).
+    targets = np.concatenate([y_train, teacher_labels(meta["task"], teacher_logits[len(train_texts):],
                                                       teacher_info["thresholds"], y_train)])
     report["transfer_rows"] = {"labelled": len(train_texts), "teacher_labelled": len(extra_texts)}
+    teacher_logits = torch.from_numpy(blend_tfidf(meta["task"], teacher_logits, cfg.get("tfidf_weight", 0.0),
+                                                  train_texts=train_texts, y_train=y_train,
+                                                  texts=train_texts + extra_texts, seed=seed))
 
     seed_everything(seed)
     student, tokenizer, start = build_student(student_cfg, meta, train_texts, max_length, teacher, teacher_tok)

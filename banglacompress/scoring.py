@@ -13,6 +13,13 @@ def probabilities(task: str, logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def logits_of(task: str, probs: np.ndarray) -> np.ndarray:
+    """probabilities' inverse: logits (log-probabilities for multi-class, equal to logits up to a per-row shift
+    that softmax ignores), with probabilities clipped to [1e-6, 1 - 1e-6] so that 0 and 1 stay finite."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p) if task == "multiclass" else np.log(p / (1 - p))
+
+
 def decide(task: str, probs: np.ndarray, thresholds=None) -> np.ndarray:
     """Multi-class: argmax. Binary / multi-label: per-label thresholds (0.5 when not tuned)."""
     if task == "multiclass":

@@ -45,6 +45,8 @@ CONFIGS = {  # run in this order: the comparisons that matter most finish first
     "attention": {"method": "attention", "alpha": 0.7, "temperature": 4.0, "attention_weight": 0.2},
     # the default logit KD on the train split plus the pretraining corpus's unlabelled texts (distill.transfer)
     "kd_corpus": {"method": "logit", "alpha": 0.7, "temperature": 4.0, "transfer": "corpus"},
+    # the same with soft targets half from the TF-IDF baseline (distill.tfidf_weight)
+    "kd_corpus_tfidf": {"method": "logit", "alpha": 0.7, "temperature": 4.0, "transfer": "corpus", "tfidf_weight": 0.5},
     "kd_v1": {"method": "logit", "alpha": 0.5, "temperature": 4.0},
     "kd_v3": {"method": "logit", "alpha": 0.2, "temperature": 2.0},
 }

@@ -39,19 +39,13 @@ from banglacompress.baseline import fit_tfidf_lr, predict_proba
 from banglacompress.config import load_params
 from banglacompress.data import Encoded, class_weights, load_split
 from banglacompress.models import build_model
-from banglacompress.scoring import decide, macro_f1, probabilities, tune_thresholds
+from banglacompress.scoring import decide, logits_of, macro_f1, probabilities, tune_thresholds
 from banglacompress.train import configure_torch, fit, fit_options, label_loss, predict_logits, seed_everything
 
 from .run_bench import RUN_FILE, machine, outside_noise, stats
 
 ROWS = ("tfidf_char", "tfidf_subword", "teacher", "teacher_residual")
 FOLDS = 5
-
-
-def to_logits(task: str, probs: np.ndarray) -> np.ndarray:
-    """The regression's probabilities back to logits (log-probabilities for multi-class)."""
-    p = np.clip(probs, 1e-6, 1 - 1e-6)
-    return np.log(p) if task == "multiclass" else np.log(p / (1 - p))
 
 
 def scored(task: str, y_val, val_probs, y_test, test_probs) -> dict:
@@ -72,7 +66,7 @@ def out_of_fold_logits(task: str, texts: list[str], y: np.ndarray, seed: int) ->
     out = None
     for fit_rows, held in KFold(FOLDS, shuffle=True, random_state=seed).split(texts):
         vectorizer, model = fit_tfidf_lr(task, [texts[i] for i in fit_rows], y[fit_rows], seed=seed)
-        logits = to_logits(task, predict_proba(task, vectorizer, model, [texts[i] for i in held]))
+        logits = logits_of(task, predict_proba(task, vectorizer, model, [texts[i] for i in held]))
         out = np.zeros((len(texts), logits.shape[1]), dtype=np.float32) if out is None else out
         out[held] = logits
     return out
@@ -97,7 +91,7 @@ def offset_table(keys, task: str, full_lr: tuple, train: list[str], train_offset
     """Token ids -> the logits added: the full regression's for `others` (val, test), the out-of-fold ones for
     train rows, written last so that a train text met again elsewhere keeps its out-of-fold logits."""
     table = {k: torch.from_numpy(v.astype(np.float32))
-             for k, v in zip(keys(others), to_logits(task, predict_proba(task, *full_lr, others)))}
+             for k, v in zip(keys(others), logits_of(task, predict_proba(task, *full_lr, others)))}
     table.update({k: torch.from_numpy(v) for k, v in zip(keys(train), train_offsets)})
     return table
 

@@ -64,6 +64,7 @@ BAD_PARAMS = {
     "negative sparsity": ("prune", "sparsity", -0.1, "prune.sparsity=-0.1 is out of range"),
     "alpha above 1": ("distill", "alpha", 1.5, "distill.alpha=1.5 is out of range"),
     "unknown kd method": ("distill", "method", "magic", "distill.method='magic' is not supported"),
+    "tfidf weight above 1": ("distill", "tfidf_weight", 1.5, "distill.tfidf_weight=1.5 is out of range"),
     "unknown quant method": ("quantize", "method", "int3", "quantize.method='int3' is not supported"),
 }
 

@@ -6,12 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from banglacompress.baseline import fit_tfidf_lr, predict_proba
 from banglacompress.config import UserError
 from banglacompress.data import Encoded, load_split, prepare_splits
-from banglacompress.distill import (KD_METHODS, attention_term, build_kd, check_distill_params, copied_layers, hidden_term,
-                                    make_projections, resolve_layer_map, student_from_teacher, teacher_labels,
-                                    train_student, uniform_layer_map, FeatureKD)
+from banglacompress.distill import (KD_METHODS, attention_term, blend_tfidf, build_kd, check_distill_params, copied_layers,
+                                    hidden_term, kd_settings, make_projections, resolve_layer_map, student_from_teacher,
+                                    teacher_labels, train_student, uniform_layer_map, FeatureKD)
 from banglacompress.models import DROPOUT_FIELDS, build_scratch_with_tokenizer, encoder_blocks, train_tokenizer
+from banglacompress.scoring import logits_of
 from banglacompress.train import fit, predict_logits, train_teacher
 from conftest import run_stage, synthetic_frame, tiny_params, write_params
 
@@ -319,3 +321,40 @@ def test_teacher_labels_have_the_train_targets_shape_and_type(task):
     assert labels.shape == (5, *y.shape[1:]) and labels.dtype == y.dtype
     expected = logits.argmax(1) if task == "multiclass" else (logits >= 0).astype(y.dtype)
     assert np.array_equal(labels, expected)
+
+
+# --------------------------------------------------------------------------- two teachers (distill.tfidf_weight)
+@pytest.mark.parametrize("task", list(TASKS))
+def test_blend_tfidf_mixes_the_teacher_with_the_baseline_fitted_on_train_only(task):
+    texts, y, _ = _data(task, n=300)
+    k = TASKS[task][3]
+    teacher = np.random.default_rng(0).normal(size=(300, k)).astype(np.float32)  # a teacher that knows nothing
+    train, rest = slice(0, 200), slice(200, 300)
+    blend = {w: blend_tfidf(task, teacher, w, train_texts=texts[train], y_train=y[train], texts=texts, seed=0)
+             for w in (0.0, 0.5, 1.0)}
+    assert blend[0.0] is teacher  # off: the teacher's logits, untouched
+    assert blend[0.5].shape == teacher.shape and blend[0.5].dtype == teacher.dtype
+    np.testing.assert_allclose(blend[0.5], (teacher + blend[1.0]) / 2, rtol=1e-5, atol=1e-5)
+    # All TF-IDF: on the 100 texts it was not fitted on, the marker words decide, as they decide the labels.
+    decided = blend[1.0][rest].argmax(1) if task == "multiclass" else (blend[1.0][rest] > 0).astype(np.float32)
+    assert np.mean(decided == y[rest]) > 0.95
+    # Fitted on the train texts and labels alone: the baseline's own fit on them, and nothing else, gives these.
+    vectorizer, model = fit_tfidf_lr(task, texts[train], y[train], seed=0)
+    np.testing.assert_allclose(blend[1.0], logits_of(task, predict_proba(task, vectorizer, model, texts)), atol=1e-5)
+
+
+def test_tfidf_weight_is_checked_and_recorded():
+    cfg = {"method": "logit", "alpha": 0.5, "temperature": 2.0}
+    with pytest.raises(UserError, match=r"distill\.tfidf_weight=1\.5 is out of range"):
+        check_distill_params({**cfg, "tfidf_weight": 1.5})
+    assert kd_settings({**cfg, "tfidf_weight": 0.25})["tfidf_weight"] == 0.25
+    assert kd_settings(cfg)["tfidf_weight"] == 0.0  # a params.yaml without the key: the teacher alone
+
+
+def test_distill_with_tfidf_weight_trains_and_keeps_the_teacher_labels(tiny_teacher_run):
+    """The stage function end to end: soft targets blended, the corpus rows' hard labels still the teacher's."""
+    work, params = tiny_teacher_run
+    cfg = {**params["distill"], "epochs": 1, "transfer": "train", "tfidf_weight": 0.5}
+    metrics = train_student(cfg, params["student"], prepared=work / "prepared", teacher_dir=work / "teacher",
+                            out_dir=work / "student_tfidf", seed=42, max_length=32)
+    assert metrics["tfidf_weight"] == 0.5 and (work / "student_tfidf" / "config.json").exists()
