@@ -23,11 +23,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from .run_bench import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["prepare", "pretrain_corpus", "pretrain", "train_teacher", "distill", "prune", "quantize", "evaluate",
-          "export"]
+STAGES = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])  # every stage, in order
 TIMED = ("import sys, time\nt = time.perf_counter()\n{setup}\nt = time.perf_counter()\nimport {module}\n"
          "print(time.perf_counter() - t, 'bitsandbytes' in sys.modules)")
 ROWS = {**{f"stages/{s}.py": ("pass", f"stages.{s}") for s in STAGES},
