@@ -3,7 +3,8 @@
 Reads run_bench results (OUT.json files, any number per side, e.g. one per seed) for the base (usually the default
 params) and the new setting (a `run_bench --set` variant), pairs their runs by dataset and seed (same split, same
 initialisation seed, CPU type), and writes one table: per run the val and test macro-F1 of the teacher and of the final
-model in each, their change (new - base), and over the seeds the mean +- std (n - 1) of each change and whether
+model in each, the final model's test gap to the TF-IDF baseline of the same run (what make bench's goal judges),
+their change (new - base), and over the seeds the mean +- std (n - 1) of each change and whether
 it is outside seed noise (run_bench.outside_noise). The decision is made on val; test is only reported. Stage
 wall times (pretraining, teacher fine-tuning, distillation, the whole pipeline) come with it, since a default must
 fit the 30-minute budget, and the final model's size and e2e p50 latency (each measured within its own run).
@@ -49,6 +50,7 @@ def scores(run: dict) -> dict:
     out = {f"val_{m}": run["val"][m] for m in MODELS}
     out.update({f"test_{m}": rows[m]["macro_f1"] for m in MODELS})
     out["test_tfidf"] = rows["tfidf_logreg"]["macro_f1"]
+    out["test_final_minus_tfidf"] = out["test_final"] - out["test_tfidf"]  # the goal's gap, within the run
     out.update({f"seconds_{s}": run["stages"][s]["seconds"] for s in STAGES})
     out["seconds_pipeline"] = sum(run["stages"][s]["seconds"] for s in PIPELINE)
     out["final_size_bytes"] = rows["final"]["size_bytes"]

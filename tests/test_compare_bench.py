@@ -35,6 +35,9 @@ def test_changes_are_paired_by_seed_and_judged_against_their_noise(tmp_path):
     assert s["val_final"]["change"]["mean"] == pytest.approx(0.011) and s["val_final"]["outside_noise"]
     assert s["test_final"]["change"]["mean"] == pytest.approx(-0.01) and s["test_final"]["outside_noise"]
     assert not s["final_size_bytes"]["outside_noise"]  # no change at all is not a result
+    # the goal's gap is taken within each run (TF-IDF 0.80 in every run here): -0.04 before, -0.05 after
+    assert s["test_final_minus_tfidf"]["base"]["mean"] == pytest.approx(-0.04)
+    assert s["test_final_minus_tfidf"]["new"]["values"] == pytest.approx([-0.05] * 3)
     assert s["seconds_pretrain"]["change"]["mean"] == pytest.approx(20.0)
     assert s["seconds_pipeline"]["base"]["mean"] == pytest.approx(700.0 + 10.0 * (len(run_bench.PIPELINE) - 1))
     text = compare_bench.render({"command": "c", "base": [{"file": "b.json", "overrides": {}}], "new": headers,
