@@ -446,7 +446,7 @@ QUANT_METHODS: dict[str, QuantMethod] = {
                              {"fuse": True, "threads": None}),
     "onnx_int8": QuantMethod(_onnx_int8, _save_onnx, _load_onnx,
                              "INT8 ONNX graph (ONNX Runtime dynamic quantization of MatMul weights and, with "
-                             "embeddings, the Gather tables; embedding_bits=4: a 4-bit word-embedding table)",
+                             "embeddings, the Gather tables; the word-embedding table at embedding_bits bits)",
                              {"per_channel": False, "embeddings": True, "embedding_bits": 8, "fuse": True,
                               "threads": None}),
 }
