@@ -95,8 +95,9 @@ TARGETS = {"f1_retained": 0.97, "compression": 15.0, "speedup": 4.0, "repro_minu
 CODE = ("stages", "banglacompress", "dvc.yaml", "params.yaml")
 RUN_FILE = "bench_run.json"  # a run's record (stage times, rows, targets), written last: there means finished
 # Stages a rerun takes from the run made in the same directory before, when their deps and params are the same
-# (reused_stage): pretraining, which takes 13-17 of a run's ~22 minutes and only depends on the text side.
-REUSABLE = ("pretrain",)
+# (reused_stage): pretraining, which takes 11-16 of a run's 17-23 minutes and only depends on the text side, and
+# the teacher's fine-tune (2-6 min), unchanged by a sweep of distill or a later stage, as in `dvc exp run`.
+REUSABLE = ("pretrain", "train_teacher")
 
 # --quick: models small enough that a whole run takes seconds (the sizes of the tests' tiny_params), pretraining
 # on the train split alone, a few texts timed, and a 5% sample of each single-file dataset. Checks the wiring only.
@@ -308,7 +309,8 @@ def reused_stage(previous: Path, work: Path, stage: str) -> dict | None:
 def run_pipeline(work: Path, params: dict, in_process: bool = False) -> tuple[Path, dict]:
     """Every stage in a scratch copy at `work`, then the predecessor's prune and quantize in a copy next to it
     that shares its data, teacher and student. Returns (the predecessor's copy, stage wall times and memory).
-    Pretraining, most of a run's time, is reused from the run made here before when DVC would skip it too."""
+    Pretraining and the teacher, most of a run's time, are reused from the run made here before when DVC would
+    skip them too."""
     previous = set_aside(work)
     make_workdir(work, params)
     stages = {}

@@ -203,9 +203,10 @@ def test_resume_reruns_nothing_finished_and_only_what_is_not(quick_bench, monkey
     assert [r["seed"] for r in again["datasets"]["binary"]["runs"]] == SEEDS
 
 
-def test_a_rerun_reuses_pretraining_only_when_dvc_would_skip_it(quick_bench, monkeypatch):
+def test_a_rerun_reuses_pretraining_and_the_teacher_only_when_dvc_would_skip_them(quick_bench, monkeypatch):
     """A label-side param changed (teacher.epochs): the rerun copies the previous run's pretrained encoder and
-    its wall time instead of pretraining again. A pretrain param changed, or another CPU type: it pretrains."""
+    its wall time instead of pretraining again; a distill param: the teacher too. A pretrain param changed, or
+    another CPU type: it pretrains."""
     saved, datasets, kwargs = quick_bench
     work, base = kwargs["work"] / "binary" / "seed42", _quick_base()
     calls, real = [], run_bench.run_stage
@@ -222,6 +223,19 @@ def test_a_rerun_reuses_pretraining_only_when_dvc_would_skip_it(quick_bench, mon
     assert run["stages"]["pretrain"] == {**took, "reused": True}
     assert {p.name: p.read_bytes() for p in (work / "models/pretrained").iterdir() if p.is_file()} == pretrained
     assert not work.with_name(".seed42.previous").exists()
+
+    # A distill param changed: the teacher is reused as well, with its bytes, scores and seconds, and distill runs
+    calls.clear()
+    teacher = {p.name: p.read_bytes() for p in (work / "models/teacher").iterdir() if p.is_file()}
+    before = json.loads((work / run_bench.RUN_FILE).read_text(encoding="utf-8"))
+    base["distill"]["epochs"] += 1
+    run = run_bench.bench(only, [42], base, resume=True, **kwargs)["datasets"]["binary"]["runs"][0]
+    assert {stage for name, stage in calls if name == "seed42"} == set(run_bench.PIPELINE) - {"pretrain",
+                                                                                               "train_teacher"}
+    assert run["stages"]["train_teacher"] == {**before["stages"]["train_teacher"], "reused": True}
+    assert {p.name: p.read_bytes() for p in (work / "models/teacher").iterdir() if p.is_file()} == teacher
+    assert run["result"]["rows"]["teacher"]["macro_f1"] == before["result"]["rows"]["teacher"]["macro_f1"]
+    assert run["val"]["teacher"] == before["val"]["teacher"]
 
     calls.clear()
     base["pretrain"]["mask_prob"] = 0.2
