@@ -76,11 +76,17 @@ def compare(base: dict, new: dict) -> dict:
                 raise ValueError(f"{name} seed {s}: the two runs were made on other CPU types "
                                  f"({base[name, s].get('cpu')} and {new[name, s].get('cpu')}); run both on one")
         pairs = [(scores(base[name, s]), scores(new[name, s])) for s in seeds]
+        # a reused stage's seconds were measured in the run it was taken from, not in this one (run_bench
+        # reused_stage): its time, and the pipeline's sum, are shown but not judged
+        reused = {st for s in seeds for run in (base[name, s], new[name, s])
+                  for st, took in run["stages"].items() if took.get("reused")}
+        untimed = {f"seconds_{st}" for st in reused} | ({"seconds_pipeline"} if reused else set())
         summary = {}
         for key in pairs[0][0]:
             changes = [n[key] - b[key] for b, n in pairs]
             summary[key] = {"base": stats([b[key] for b, _ in pairs]), "new": stats([n[key] for _, n in pairs]),
-                            "change": stats(changes), "outside_noise": outside_noise(changes)}
+                            "change": stats(changes),
+                            "outside_noise": None if key in untimed else outside_noise(changes)}
         out[name] = {"seeds": seeds, "runs": [{"seed": s, "base": b, "new": n} for s, (b, n) in zip(seeds, pairs)],
                      "summary": summary}
     return out
@@ -114,8 +120,9 @@ def render(saved: dict) -> str:
             digits = {"val": 4, "test": 4, "seconds": 1, "final_size": 0}.get(key.split("_")[0], 3)
             digits = 0 if key.endswith("bytes") else digits
             pm = lambda x, sign="": f"{x['mean']:{sign},.{digits}f} ± {x['std']:,.{digits}f}"  # noqa: E731
-            lines.append(f"| {key} | {pm(s['base'])} | {pm(s['new'])} | {pm(s['change'], '+')} | "
-                         f"{'– (one seed)' if one else 'yes' if s['outside_noise'] else 'no'} |")
+            verdict = ("– (one seed)" if one else "– (a stage reused: timed in another run)"
+                       if s["outside_noise"] is None else "yes" if s["outside_noise"] else "no")
+            lines.append(f"| {key} | {pm(s['base'])} | {pm(s['new'])} | {pm(s['change'], '+')} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 

@@ -46,6 +46,24 @@ def test_changes_are_paired_by_seed_and_judged_against_their_noise(tmp_path):
     assert "| val_final | 0.7700 ± 0.0000 | 0.7810 ± 0.0010 | +0.0110 ± 0.0010 | yes |" in text
 
 
+def test_the_time_of_a_reused_stage_is_not_judged():
+    """run_bench copies a reused stage's seconds from the run it took the stage from: a change in them (here
+    +50 s on every seed, which would be 'outside noise') is not this pair's, nor is the pipeline's sum."""
+    b = {("d", s): _run(s, 0.78, 0.77, 0.76) for s in (42, 43, 44)}
+    n = {("d", s): _run(s, 0.78, 0.78, 0.76, pretrain=750.0 + s) for s in (42, 43, 44)}
+    for run in n.values():
+        run["stages"]["pretrain"]["reused"] = True
+        run["stages"]["distill"]["seconds"] = 20.0 + run["seed"] / 100
+    table = compare_bench.compare(b, n)["d"]
+    s = table["summary"]
+    assert s["seconds_pretrain"]["change"]["mean"] == pytest.approx(93.0)
+    assert s["seconds_pretrain"]["outside_noise"] is None and s["seconds_pipeline"]["outside_noise"] is None
+    assert s["seconds_distill"]["outside_noise"] is True and s["val_final"]["outside_noise"] is True
+    text = compare_bench.render({"command": "c", "base": [{"file": "b", "overrides": {}}],
+                                 "new": [{"file": "n", "overrides": {}}], "datasets": {"d": table}})
+    assert "| +93.0 ± 1.0 | – (a stage reused: timed in another run) |" in text
+
+
 def test_mixed_signs_are_noise():
     b = {("d", s): _run(s, 0.78, 0.77, 0.76) for s in (42, 43, 44)}
     n = {("d", s): _run(s, 0.78, 0.77 + d, 0.76) for s, d in ((42, 0.02), (43, -0.001), (44, 0.02))}
