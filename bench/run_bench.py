@@ -95,7 +95,7 @@ TARGETS = {"f1_retained": 0.97, "compression": 15.0, "speedup": 4.0, "repro_minu
 CODE = ("stages", "banglacompress", "dvc.yaml", "params.yaml")
 RUN_FILE = "bench_run.json"  # a run's record (stage times, rows, targets), written last: there means finished
 # Stages a rerun takes from the run made in the same directory before, when their deps and params are the same
-# (reused_stage): pretraining, which takes 11-16 of a run's 17-23 minutes and only depends on the text side, and
+# (reused_stage): pretraining, which takes 11-16 of a run's 17-22 minutes and only depends on the text side, and
 # the teacher's fine-tune (2-6 min), unchanged by a sweep of distill or a later stage, as in `dvc exp run`.
 REUSABLE = ("pretrain", "train_teacher")
 

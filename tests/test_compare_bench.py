@@ -48,7 +48,7 @@ def test_changes_are_paired_by_seed_and_judged_against_their_noise(tmp_path):
 
 def test_the_time_of_a_reused_stage_is_not_judged():
     """run_bench copies a reused stage's seconds from the run it took the stage from: a change in them (here
-    +50 s on every seed, which would be 'outside noise') is not this pair's, nor is the pipeline's sum."""
+    +92 to +94 s, which would be 'outside noise') is not this pair's, nor is the pipeline's sum."""
     b = {("d", s): _run(s, 0.78, 0.77, 0.76) for s in (42, 43, 44)}
     n = {("d", s): _run(s, 0.78, 0.78, 0.76, pretrain=750.0 + s) for s in (42, 43, 44)}
     for run in n.values():
