@@ -131,9 +131,14 @@ def main():
     ap.add_argument("--base", type=Path, nargs="+", required=True, help="run_bench OUT.json files of the base")
     ap.add_argument("--new", type=Path, nargs="+", required=True, help="run_bench OUT.json files of the variant")
     ap.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.md")
+    ap.add_argument("--screen", action="store_true",
+                    help="pair only the runs --new holds (a screen of a few runs against a whole make bench); "
+                         "each of them must be in --base")
     args = ap.parse_args()
     try:
         (base, base_headers), (new, new_headers) = load_runs(args.base), load_runs(args.new)
+        if args.screen:
+            base = {key: run for key, run in base.items() if key in new}
         datasets = compare(base, new)
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"compare_bench: {e}")

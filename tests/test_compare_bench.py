@@ -95,6 +95,21 @@ def test_cli_writes_both_files_and_a_bad_input_is_one_line(tmp_path, monkeypatch
     compare_bench.main()
     assert json.loads((tmp_path / "out/cmp.json").read_text())["datasets"]["cyberbully"]["seeds"] == [42]
     assert (tmp_path / "out/cmp.md").read_text().startswith("# A benchmark variant against the default")
+    # --screen: a run against the base's run of the same seed, the base's other runs left aside
+    both = _save(tmp_path / "b2.json", [_run(42, 0.78, 0.77, 0.76), _run(43, 0.78, 0.77, 0.76)])
+    one = _save(tmp_path / "n1.json", [_run(43, 0.78, 0.79, 0.76)])
+    argv = ["compare_bench", "--base", str(both), "--new", str(one), "--out", str(tmp_path / "out/screen")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="only in --base: cyberbully seed 42"):
+        compare_bench.main()
+    monkeypatch.setattr(sys, "argv", argv + ["--screen"])
+    compare_bench.main()
+    screen = json.loads((tmp_path / "out/screen.json").read_text())["datasets"]["cyberbully"]
+    assert screen["seeds"] == [43] and screen["summary"]["val_final"]["change"]["mean"] == pytest.approx(0.02)
+    monkeypatch.setattr(sys, "argv", ["compare_bench", "--base", str(one), "--new", str(both), "--out",
+                                      str(tmp_path / "x"), "--screen"])
+    with pytest.raises(SystemExit, match="only in --new: cyberbully seed 42"):
+        compare_bench.main()
     monkeypatch.setattr(sys, "argv", ["compare_bench", "--base", str(tmp_path / "missing.json"), "--new",
                                       str(base), "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="compare_bench: .*missing.json"):
