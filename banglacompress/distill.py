@@ -29,7 +29,7 @@ from .data import CORPUS_FILE, Encoded, class_weights, load_split, read_corpus
 from .models import (PRUNED_SHAPES_KEY, build_model, build_scratch_with_tokenizer, check_arch, count_params,
                      encoder_blocks, load_model_dir, with_dropout)
 from .pooling import POOLINGS, pooling_of, set_pooling
-from .scoring import decide, logits_of, macro_f1, probabilities
+from .scoring import decide, logits_of, macro_f1, probabilities, tune_thresholds
 from .train import (check_fit_options, fit, fit_options, hard_loss, is_main_process, open_live, predict_logits,
                     seed_everything, tune_thresholds_and_save)
 
@@ -310,36 +310,60 @@ def corpus_transfer(train_texts: list[str], corpus: str | Path) -> list[str]:
 
 
 # The texts the student is distilled on: the labelled train split, plus (corpus) unlabelled in-domain text that
-# only the teacher labels, the classic KD transfer set. Unlabelled rows take the teacher's own decision
-# (its val-tuned thresholds) as their hard label, so every loss term applies to every row unchanged.
+# only the teachers label, the classic KD transfer set. Unlabelled rows get a hard label (PSEUDO_LABELS), so
+# every loss term applies to every row unchanged.
 TRANSFER_SETS = {"train": lambda train_texts, corpus: [], "corpus": corpus_transfer}
 
 
 def teacher_labels(task: str, logits: np.ndarray, thresholds, like: np.ndarray) -> np.ndarray:
-    """The teacher's decisions on unlabelled rows, shaped and typed like the train targets."""
+    """The decisions of `logits` (with `thresholds`) on unlabelled rows, shaped and typed like the train targets."""
     return decide(task, probabilities(task, logits), thresholds).astype(like.dtype).reshape(-1, *like.shape[1:])
+
+
+# The hard label of an unlabelled transfer row, from its logits on the transfer set and on val (the thresholds of
+# those logits are tuned on val, as every threshold here is):
+#   teacher: the teacher's own decision (its thresholds from train_teacher), whatever distill.tfidf_weight is;
+#   targets: the decision of the soft targets the row is distilled on (the teacher blended with TF-IDF), so that
+#            the hard and the soft term of a row agree. With tfidf_weight 0 the two are the same labels.
+def teacher_decisions(task, *, teacher, teacher_thresholds, targets, targets_val, y_val):
+    return teacher, teacher_thresholds
+
+
+def target_decisions(task, *, teacher, teacher_thresholds, targets, targets_val, y_val):
+    return targets, tune_thresholds(task, y_val, probabilities(task, targets_val))
+
+
+PSEUDO_LABELS = {"teacher": teacher_decisions, "targets": target_decisions}
 
 
 # --------------------------------------------------------------------------- params and setup
 def blend_tfidf(task: str, teacher_logits: np.ndarray, weight: float, *, train_texts: list[str], y_train: np.ndarray,
-                texts: list[str], seed: int) -> np.ndarray:
+                texts: list[str], seed: int, val: tuple[np.ndarray, list[str]] | None = None):
     """Soft targets from two teachers: (1 - weight) * the teacher's logits + weight * the logits of the TF-IDF
     baseline (banglacompress.baseline: char 2-5-grams + logistic regression) on the same transfer texts. The
     regression is fitted on the train split's labels only, here, so no val or test text is seen. Char n-grams
     win where one word decides a label, the encoder elsewhere (bench/per_label_cyberbully.md); the student,
-    which matches its teacher after KD on the transfer set, can learn from both. weight 0: the teacher alone."""
+    which matches its teacher after KD on the transfer set, can learn from both. weight 0: the teacher alone.
+    val: (the teacher's val logits, the val texts) -> also returns the blend on val (for its thresholds), from
+    the same fit: (transfer blend, val blend)."""
+    pairs = [(teacher_logits, texts)] + ([val] if val is not None else [])
     if weight == 0:
-        return teacher_logits
-    vectorizer, model = fit_tfidf_lr(task, train_texts, y_train, seed=seed)
-    tfidf = logits_of(task, predict_proba(task, vectorizer, model, texts))
-    require(tfidf.shape == teacher_logits.shape, f"distill.tfidf_weight: the TF-IDF model gives {tfidf.shape[1]} "
-                                                 f"outputs, the teacher {teacher_logits.shape[1]}")
-    return ((1 - weight) * teacher_logits + weight * tfidf).astype(teacher_logits.dtype)
+        blends = [logits for logits, _ in pairs]
+    else:
+        vectorizer, model = fit_tfidf_lr(task, train_texts, y_train, seed=seed)
+        blends = []
+        for logits, some_texts in pairs:
+            tfidf = logits_of(task, predict_proba(task, vectorizer, model, some_texts))
+            require(tfidf.shape == logits.shape, f"distill.tfidf_weight: the TF-IDF model gives {tfidf.shape[1]} "
+                                                 f"outputs, the teacher {logits.shape[1]}")
+            blends.append(((1 - weight) * logits + weight * tfidf).astype(logits.dtype))
+    return tuple(blends) if val is not None else blends[0]
 
 
 def check_distill_params(cfg: dict) -> None:
     check_choice("distill.method", cfg["method"], KD_METHODS)
     check_choice("distill.transfer", cfg.get("transfer", "train"), TRANSFER_SETS)
+    check_choice("distill.pseudo_labels", cfg.get("pseudo_labels", "teacher"), PSEUDO_LABELS)
     check_choice("distill.soft_loss", cfg.get("soft_loss", "kl"), SOFT_LOSSES)
     check_range("distill.alpha", cfg["alpha"], 0.0, 1.0)
     check_range("distill.temperature", cfg["temperature"], 1e-3, 100.0)
@@ -357,6 +381,7 @@ def kd_settings(cfg: dict) -> dict:
     """The KD knobs as recorded in metrics/distill.json: the common ones and the method's resolved options."""
     return {"method": cfg["method"], "alpha": cfg["alpha"], "temperature": cfg["temperature"],
             "soft_loss": cfg.get("soft_loss", "kl"), "tfidf_weight": cfg.get("tfidf_weight", 0.0),
+            "pseudo_labels": cfg.get("pseudo_labels", "teacher"),
             **KD_METHODS[cfg["method"]].resolve(cfg["method"], method_options(cfg))}
 
 
@@ -476,13 +501,18 @@ def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher
     # Soft targets once, with the teacher's own tokenizer; rows are matched to student batches by index.
     teacher_set = Encoded(teacher_tok, train_texts + extra_texts, None, max_length)
     teacher_logits = predict_logits(teacher, teacher_set, desc="teacher transfer set")
-    # Hard labels of the unlabelled rows: the teacher's own decisions (its thresholds belong to its logits).
-    targets = np.concatenate([y_train, teacher_labels(meta["task"], teacher_logits[len(train_texts):],
-                                                      teacher_info["thresholds"], y_train)])
+    soft, soft_val = blend_tfidf(meta["task"], teacher_logits, cfg.get("tfidf_weight", 0.0), train_texts=train_texts,
+                                 y_train=y_train, texts=train_texts + extra_texts, seed=seed,
+                                 val=(teacher_val, val_texts))
+    # Hard labels of the unlabelled rows: decisions of the teacher's or the soft targets' logits (PSEUDO_LABELS),
+    # each with thresholds that belong to those logits.
+    unlabelled = slice(len(train_texts), None)
+    logits, thresholds = PSEUDO_LABELS[cfg.get("pseudo_labels", "teacher")](
+        meta["task"], teacher=teacher_logits[unlabelled], teacher_thresholds=teacher_info["thresholds"],
+        targets=soft[unlabelled], targets_val=soft_val, y_val=y_val)
+    targets = np.concatenate([y_train, teacher_labels(meta["task"], logits, thresholds, y_train)])
     report["transfer_rows"] = {"labelled": len(train_texts), "teacher_labelled": len(extra_texts)}
-    teacher_logits = torch.from_numpy(blend_tfidf(meta["task"], teacher_logits, cfg.get("tfidf_weight", 0.0),
-                                                  train_texts=train_texts, y_train=y_train,
-                                                  texts=train_texts + extra_texts, seed=seed))
+    teacher_logits = torch.from_numpy(soft)
 
     seed_everything(seed)
     student, tokenizer, start = build_student(student_cfg, meta, train_texts, max_length, teacher, teacher_tok)

@@ -13,7 +13,7 @@ from banglacompress.distill import (KD_METHODS, attention_term, blend_tfidf, bui
                                     hidden_term, kd_settings, make_projections, resolve_layer_map, student_from_teacher,
                                     teacher_labels, train_student, uniform_layer_map, FeatureKD)
 from banglacompress.models import DROPOUT_FIELDS, build_scratch_with_tokenizer, encoder_blocks, train_tokenizer
-from banglacompress.scoring import logits_of
+from banglacompress.scoring import logits_of, tune_thresholds
 from banglacompress.train import fit, predict_logits, train_teacher
 from conftest import run_stage, synthetic_frame, tiny_params, write_params
 
@@ -351,8 +351,54 @@ def test_tfidf_weight_is_checked_and_recorded():
     assert kd_settings(cfg)["tfidf_weight"] == 0.0  # a params.yaml without the key: the teacher alone
 
 
+class _Stop(Exception):
+    pass
+
+
+def _corpus_row_labels(work, params, monkeypatch, **cfg):
+    """The hard labels train_student gives the unlabelled corpus rows (fit stopped before training)."""
+    seen = {}
+
+    def stop(student, train_set, *args, **kwargs):
+        seen["targets"] = train_set.targets
+        raise _Stop
+
+    monkeypatch.setattr("banglacompress.distill.fit", stop)
+    train = load_split(work / "prepared", "train")[0]
+    extra = [t + " নতুন" for t in synthetic_frame("binary", n=80, seed=11)["Comments"]]
+    corpus = work / "corpus_pseudo.txt"
+    corpus.write_text("".join(t + "\n" for t in extra), encoding="utf-8")
+    with pytest.raises(_Stop):
+        train_student({**params["distill"], "epochs": 1, "transfer": "corpus", **cfg}, params["student"],
+                      prepared=work / "prepared", teacher_dir=work / "teacher", out_dir=work / "unused", seed=42,
+                      max_length=32, corpus=corpus)
+    return train, extra, seen["targets"][len(train):]
+
+
+def test_pseudo_labels_come_from_the_teacher_or_from_the_blended_targets(tiny_teacher_run, monkeypatch):
+    """distill.pseudo_labels: teacher keeps the teacher's decisions on corpus rows whatever tfidf_weight is;
+    targets decides with the soft targets (here all TF-IDF) at thresholds tuned on val for them."""
+    work, params = tiny_teacher_run
+    train, extra, teacher_only = _corpus_row_labels(work, params, monkeypatch, tfidf_weight=0.0)
+    assert np.array_equal(_corpus_row_labels(work, params, monkeypatch, tfidf_weight=1.0,
+                                             pseudo_labels="teacher")[2], teacher_only)
+    # tfidf_weight 0: the soft targets are the teacher's logits, and their val-tuned thresholds the teacher's.
+    assert np.array_equal(_corpus_row_labels(work, params, monkeypatch, tfidf_weight=0.0,
+                                             pseudo_labels="targets")[2], teacher_only)
+    from_targets = _corpus_row_labels(work, params, monkeypatch, tfidf_weight=1.0, pseudo_labels="targets")[2]
+    y_train = load_split(work / "prepared", "train")[1]
+    val_texts, y_val, _ = load_split(work / "prepared", "val")
+    vectorizer, model = fit_tfidf_lr("binary", train, y_train, seed=42)
+    thresholds = tune_thresholds("binary", y_val, predict_proba("binary", vectorizer, model, val_texts))
+    expected = (predict_proba("binary", vectorizer, model, extra) >= np.asarray(thresholds)).astype(y_train.dtype)
+    assert np.array_equal(from_targets, expected)
+    assert not np.array_equal(from_targets, teacher_only)  # the one-epoch teacher and TF-IDF disagree somewhere
+    with pytest.raises(UserError, match="distill.pseudo_labels"):
+        check_distill_params({"method": "logit", "alpha": 0.5, "temperature": 2.0, "pseudo_labels": "tfidf"})
+
+
 def test_distill_with_tfidf_weight_trains_and_keeps_the_teacher_labels(tiny_teacher_run):
-    """The stage function end to end: soft targets blended, the corpus rows' hard labels still the teacher's."""
+    """The stage function end to end with soft targets blended."""
     work, params = tiny_teacher_run
     cfg = {**params["distill"], "epochs": 1, "transfer": "train", "tfidf_weight": 0.5}
     metrics = train_student(cfg, params["student"], prepared=work / "prepared", teacher_dir=work / "teacher",
