@@ -337,27 +337,24 @@ PSEUDO_LABELS = {"teacher": teacher_decisions, "targets": target_decisions}
 
 
 # --------------------------------------------------------------------------- params and setup
-def blend_tfidf(task: str, teacher_logits: np.ndarray, weight: float, *, train_texts: list[str], y_train: np.ndarray,
-                texts: list[str], seed: int, val: tuple[np.ndarray, list[str]] | None = None):
-    """Soft targets from two teachers: (1 - weight) * the teacher's logits + weight * the logits of the TF-IDF
-    baseline (banglacompress.baseline: char 2-5-grams + logistic regression) on the same transfer texts. The
-    regression is fitted on the train split's labels only, here, so no val or test text is seen. Char n-grams
-    win where one word decides a label, the encoder elsewhere (bench/per_label_cyberbully.md); the student,
-    which matches its teacher after KD on the transfer set, can learn from both. weight 0: the teacher alone.
-    val: (the teacher's val logits, the val texts) -> also returns the blend on val (for its thresholds), from
-    the same fit: (transfer blend, val blend)."""
-    pairs = [(teacher_logits, texts)] + ([val] if val is not None else [])
+def blend_tfidf(task: str, weight: float, sets: list[tuple[np.ndarray, list[str]]], *, train_texts: list[str],
+                y_train: np.ndarray, seed: int) -> list[np.ndarray]:
+    """Soft targets from two teachers: for each (the teacher's logits, their texts) in `sets`, (1 - weight) * the
+    teacher's logits + weight * the logits of the TF-IDF baseline (banglacompress.baseline: char 2-5-grams +
+    logistic regression) on the same texts, from one fit. The regression is fitted on the train split's labels
+    only, here, so no val or test text is seen. Char n-grams win where one word decides a label, the encoder
+    elsewhere (bench/per_label_cyberbully.md); the student, which matches its teacher after KD on the transfer
+    set, can learn from both. weight 0: the teacher's logits, untouched."""
     if weight == 0:
-        blends = [logits for logits, _ in pairs]
-    else:
-        vectorizer, model = fit_tfidf_lr(task, train_texts, y_train, seed=seed)
-        blends = []
-        for logits, some_texts in pairs:
-            tfidf = logits_of(task, predict_proba(task, vectorizer, model, some_texts))
-            require(tfidf.shape == logits.shape, f"distill.tfidf_weight: the TF-IDF model gives {tfidf.shape[1]} "
-                                                 f"outputs, the teacher {logits.shape[1]}")
-            blends.append(((1 - weight) * logits + weight * tfidf).astype(logits.dtype))
-    return tuple(blends) if val is not None else blends[0]
+        return [logits for logits, _ in sets]
+    vectorizer, model = fit_tfidf_lr(task, train_texts, y_train, seed=seed)
+    blends = []
+    for logits, texts in sets:
+        tfidf = logits_of(task, predict_proba(task, vectorizer, model, texts))
+        require(tfidf.shape == logits.shape, f"distill.tfidf_weight: the TF-IDF model gives {tfidf.shape[1]} "
+                                             f"outputs, the teacher {logits.shape[1]}")
+        blends.append(((1 - weight) * logits + weight * tfidf).astype(logits.dtype))
+    return blends
 
 
 def check_distill_params(cfg: dict) -> None:
@@ -501,9 +498,10 @@ def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher
     # Soft targets once, with the teacher's own tokenizer; rows are matched to student batches by index.
     teacher_set = Encoded(teacher_tok, train_texts + extra_texts, None, max_length)
     teacher_logits = predict_logits(teacher, teacher_set, desc="teacher transfer set")
-    soft, soft_val = blend_tfidf(meta["task"], teacher_logits, cfg.get("tfidf_weight", 0.0), train_texts=train_texts,
-                                 y_train=y_train, texts=train_texts + extra_texts, seed=seed,
-                                 val=(teacher_val, val_texts))
+    # The soft targets on the transfer set, and on val for the thresholds of pseudo_labels=targets.
+    soft, soft_val = blend_tfidf(meta["task"], cfg.get("tfidf_weight", 0.0),
+                                 [(teacher_logits, train_texts + extra_texts), (teacher_val, val_texts)],
+                                 train_texts=train_texts, y_train=y_train, seed=seed)
     # Hard labels of the unlabelled rows: decisions of the teacher's or the soft targets' logits (PSEUDO_LABELS),
     # each with thresholds that belong to those logits.
     unlabelled = slice(len(train_texts), None)

@@ -330,7 +330,7 @@ def test_blend_tfidf_mixes_the_teacher_with_the_baseline_fitted_on_train_only(ta
     k = TASKS[task][3]
     teacher = np.random.default_rng(0).normal(size=(300, k)).astype(np.float32)  # a teacher that knows nothing
     train, rest = slice(0, 200), slice(200, 300)
-    blend = {w: blend_tfidf(task, teacher, w, train_texts=texts[train], y_train=y[train], texts=texts, seed=0)
+    blend = {w: blend_tfidf(task, w, [(teacher, texts)], train_texts=texts[train], y_train=y[train], seed=0)[0]
              for w in (0.0, 0.5, 1.0)}
     assert blend[0.0] is teacher  # off: the teacher's logits, untouched
     assert blend[0.5].shape == teacher.shape and blend[0.5].dtype == teacher.dtype
