@@ -397,7 +397,7 @@ def test_pseudo_labels_come_from_the_teacher_or_from_the_blended_targets(tiny_te
         check_distill_params({"method": "logit", "alpha": 0.5, "temperature": 2.0, "pseudo_labels": "tfidf"})
 
 
-def test_distill_with_tfidf_weight_trains_and_keeps_the_teacher_labels(tiny_teacher_run):
+def test_distill_with_tfidf_weight_trains_and_records_the_weight(tiny_teacher_run):
     """The stage function end to end with soft targets blended."""
     work, params = tiny_teacher_run
     cfg = {**params["distill"], "epochs": 1, "transfer": "train", "tfidf_weight": 0.5}
