@@ -5,6 +5,10 @@ timed interleaved with the teacher in ONNX Runtime INT8 in one process. Backs th
 
     .venv/bin/python -m bench.bench_frontier                      # the candidates below, models/teacher
     .venv/bin/python -m bench.bench_frontier --only L1_H128 --out /tmp/frontier
+    .venv/bin/python -m bench.bench_frontier --only L1_H96 --shape L4_H256=4,256,4,1024 --out /tmp/frontier
+
+Run it in a bench work dir (bench/work/<dataset>/seed<N>, after run_bench) for another dataset: it reads
+that directory's params.yaml, models/teacher and data/prepared.
 
 Writes <out>.json and <out>.md (default bench/frontier). The stage functions are the pipeline's own
 (train_student, prune_and_heal, quantize_and_verify); nothing here trains or quantizes by itself."""
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -41,6 +46,16 @@ COLUMNS = ["candidate", "layers", "hidden", "ffn", "val_macro_f1_student", "val_
            "size_bytes", "e2e_ms_p50", "speedup_vs_teacher_onnx_int8", "e2e_throughput_b64"]
 
 
+def parse_shape(text: str) -> tuple[str, dict]:
+    """NAME=LAYERS,HIDDEN,HEADS,FFN (--shape) -> (name, student.scratch overrides)."""
+    name, _, numbers = text.partition("=")
+    values = numbers.split(",")
+    if not name or len(values) != 4 or not all(v.isdigit() and int(v) > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--shape {text!r}: expected NAME=LAYERS,HIDDEN,HEADS,FFN, e.g. "
+                                         "L4_H256=4,256,4,1024")
+    return name, dict(zip(("layers", "hidden", "heads", "ffn"), map(int, values)))
+
+
 def run_candidate(name: str, arch: dict, params: dict, work: Path, teacher: str, prepared: str) -> dict:
     student_cfg = {**params["student"], "scratch": {**params["student"]["scratch"], **arch}}
     seed, max_length = params["seed"], params["data"]["max_length"]
@@ -51,7 +66,8 @@ def run_candidate(name: str, arch: dict, params: dict, work: Path, teacher: str,
                             out_dir=out / "pruned", seed=seed, max_length=max_length)
     quantized = quantize_and_verify(params["quantize"], prepared=prepared, source=out / "pruned",
                                     out_dir=out / "quantized", max_length=max_length, seed=seed)
-    return {"candidate": name, **arch, "val_macro_f1_student": distilled["val_macro_f1_tuned"],
+    return {"candidate": name, **arch, "teacher_val_macro_f1": distilled["teacher_val_macro_f1"],
+            "val_macro_f1_student": distilled["val_macro_f1_tuned"],
             "val_macro_f1_pruned": pruned["val_macro_f1_tuned"], "val_macro_f1_final": quantized["val_macro_f1"],
             **artifact_size(out / "quantized")}
 
@@ -69,13 +85,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="models/teacher")
     ap.add_argument("--prepared", default="data/prepared")
-    ap.add_argument("--only", nargs="*", help="candidate names (default: all)")
+    ap.add_argument("--only", nargs="*", help="candidate names (default: all; none: only --shape)")
+    ap.add_argument("--shape", type=parse_shape, action="append", default=[],
+                    help="another candidate, NAME=LAYERS,HIDDEN,HEADS,FFN (repeatable; runs even with --only)")
     ap.add_argument("--out", default="bench/frontier", help="writes OUT.json and OUT.md")
     ap.add_argument("--latency-samples", type=int, default=300)
     args = ap.parse_args()
     params = load_params()
     configure_torch(params["threads"])
-    candidates = {k: v for k, v in CANDIDATES.items() if not args.only or k in args.only}
+    candidates = {k: v for k, v in CANDIDATES.items() if args.only is None or k in args.only} | dict(args.shape)
     with tempfile.TemporaryDirectory(prefix="frontier_") as tmp:
         work = Path(tmp)
         rows = [run_candidate(name, arch, params, work, args.teacher, args.prepared)
@@ -98,13 +116,13 @@ def main():
         row.update(e2e_ms_p50=s["e2e_ms_p50"], e2e_throughput_b64=s["e2e_throughput_b64"],
                    speedup_vs_teacher_onnx_int8=speed[STRONGEST]["e2e_ms_p50"] / s["e2e_ms_p50"])
     out = Path(args.out)
-    result = {"command": "python -m bench.bench_frontier " + " ".join(
-                  f"--only {' '.join(args.only)}" if args.only else ""),
-              "machine": machine(), "reference": {STRONGEST: speed[STRONGEST]}, "rows": rows,
+    result = {"command": " ".join(["python -m bench.bench_frontier", *sys.argv[1:]]),
+              "data": params["data"], "machine": machine(), "reference": {STRONGEST: speed[STRONGEST]}, "rows": rows,
               "note": "val macro-F1 with thresholds tuned on val; latency on val texts; one seed (params.yaml)"}
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     text = (f"# Student shape frontier\n\n`{result['command']}` on {result['machine']['cpus']} CPUs, seed "
-            f"{params['seed']}, the default distill/prune/quantize params. Validation only; one seed, so a "
+            f"{params['seed']}, data {params['data']['path']}, the default distill/prune/quantize params, teacher val "
+            f"macro-F1 {rows[0]['teacher_val_macro_f1']:.4f}. Validation only; one seed, so a "
             f"val difference under the seed spread in bench/SEEDS.md is not a result. {STRONGEST} e2e p50: "
             f"{speed[STRONGEST]['e2e_ms_p50']:.3f} ms.\n\n" + markdown(rows))
     out.with_suffix(".md").write_text(text, encoding="utf-8")
