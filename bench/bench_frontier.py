@@ -91,6 +91,11 @@ def main():
     ap.add_argument("--out", default="bench/frontier", help="writes OUT.json and OUT.md")
     ap.add_argument("--latency-samples", type=int, default=300)
     args = ap.parse_args()
+    unknown = sorted(set(args.only or []) - set(CANDIDATES))
+    if unknown:
+        ap.error(f"--only {unknown[0]}: not a candidate; the candidates are {', '.join(CANDIDATES)} (or add one with --shape)")
+    if args.only == [] and not args.shape:
+        ap.error("--only with no names runs only the --shape candidates, and none was given")
     params = load_params()
     configure_torch(params["threads"])
     candidates = {k: v for k, v in CANDIDATES.items() if args.only is None or k in args.only} | dict(args.shape)

@@ -1,5 +1,8 @@
 """bench_frontier's --shape option: the extra student shapes a frontier run on another dataset compares."""
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,3 +17,11 @@ def test_shape_names_a_student_scratch_override():
 def test_a_malformed_shape_is_one_clear_error(text):
     with pytest.raises(argparse.ArgumentTypeError, match="expected NAME=LAYERS,HIDDEN,HEADS,FFN"):
         parse_shape(text)
+
+
+@pytest.mark.parametrize("args, message", [(["--only", "L9"], "--only L9: not a candidate"),
+                                           (["--only"], "none was given")])
+def test_a_run_with_no_or_unknown_candidates_stops_before_any_work(args, message):
+    run = subprocess.run([sys.executable, "-m", "bench.bench_frontier", *args], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 2 and message in run.stderr.strip().splitlines()[-1]
