@@ -25,7 +25,7 @@ import torch
 
 from banglacompress.artifact import load_artifact, quantize_and_verify
 from banglacompress.config import load_params
-from banglacompress.data import load_split
+from banglacompress.data import CORPUS_FILE, load_split
 from banglacompress.distill import train_student
 from banglacompress.evaluate import REFERENCES, STRONGEST
 from banglacompress.inference import TextClassifier
@@ -56,12 +56,13 @@ def parse_shape(text: str) -> tuple[str, dict]:
     return name, dict(zip(("layers", "hidden", "heads", "ffn"), map(int, values)))
 
 
-def run_candidate(name: str, arch: dict, params: dict, work: Path, teacher: str, prepared: str) -> dict:
+def run_candidate(name: str, arch: dict, params: dict, work: Path, teacher: str, prepared: str,
+                  corpus: str = CORPUS_FILE) -> dict:
     student_cfg = {**params["student"], "scratch": {**params["student"]["scratch"], **arch}}
     seed, max_length = params["seed"], params["data"]["max_length"]
     out = work / name
     distilled = train_student(params["distill"], student_cfg, prepared=prepared, teacher_dir=teacher,
-                              out_dir=out / "student", seed=seed, max_length=max_length, desc=name)
+                              out_dir=out / "student", seed=seed, max_length=max_length, desc=name, corpus=corpus)
     pruned = prune_and_heal(params["prune"], prepared=prepared, student_dir=out / "student", teacher_dir=teacher,
                             out_dir=out / "pruned", seed=seed, max_length=max_length)
     quantized = quantize_and_verify(params["quantize"], prepared=prepared, source=out / "pruned",
@@ -88,6 +89,8 @@ def main():
     ap.add_argument("--only", nargs="*", help="candidate names (default: all; none: only --shape)")
     ap.add_argument("--shape", type=parse_shape, action="append", default=[],
                     help="another candidate, NAME=LAYERS,HIDDEN,HEADS,FFN (repeatable; runs even with --only)")
+    ap.add_argument("--corpus", default=CORPUS_FILE, help="the unlabelled KD transfer texts with distill.transfer: "
+                    f"corpus (default {CORPUS_FILE}; bench.transfer_corpus writes others)")
     ap.add_argument("--out", default="bench/frontier", help="writes OUT.json and OUT.md")
     ap.add_argument("--latency-samples", type=int, default=300)
     args = ap.parse_args()
@@ -96,12 +99,14 @@ def main():
         ap.error(f"--only {unknown[0]}: not a candidate; the candidates are {', '.join(CANDIDATES)} (or add one with --shape)")
     if args.only == [] and not args.shape:
         ap.error("--only with no names runs only the --shape candidates, and none was given")
+    if args.corpus != CORPUS_FILE and not Path(args.corpus).is_file():
+        ap.error(f"--corpus {args.corpus}: no such file (bench.transfer_corpus writes one)")
     params = load_params()
     configure_torch(params["threads"])
     candidates = {k: v for k, v in CANDIDATES.items() if args.only is None or k in args.only} | dict(args.shape)
     with tempfile.TemporaryDirectory(prefix="frontier_") as tmp:
         work = Path(tmp)
-        rows = [run_candidate(name, arch, params, work, args.teacher, args.prepared)
+        rows = [run_candidate(name, arch, params, work, args.teacher, args.prepared, args.corpus)
                 for name, arch in candidates.items()]
         # Timing on validation texts (test is never read here), every candidate interleaved with the reference.
         val_texts, _, _ = load_split(args.prepared, "val")
@@ -122,11 +127,12 @@ def main():
                    speedup_vs_teacher_onnx_int8=speed[STRONGEST]["e2e_ms_p50"] / s["e2e_ms_p50"])
     out = Path(args.out)
     result = {"command": " ".join(["python -m bench.bench_frontier", *sys.argv[1:]]),
-              "data": params["data"], "machine": machine(), "reference": {STRONGEST: speed[STRONGEST]}, "rows": rows,
+              "data": params["data"], "corpus": args.corpus, "machine": machine(), "reference": {STRONGEST: speed[STRONGEST]}, "rows": rows,
               "note": "val macro-F1 with thresholds tuned on val; latency on val texts; one seed (params.yaml)"}
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     text = (f"# Student shape frontier\n\n`{result['command']}` on {result['machine']['cpus']} CPUs, seed "
-            f"{params['seed']}, data {params['data']['path']}, the default distill/prune/quantize params, teacher val "
+            f"{params['seed']}, data {params['data']['path']}, transfer corpus {args.corpus}, the default "
+            f"distill/prune/quantize params, teacher val "
             f"macro-F1 {rows[0]['teacher_val_macro_f1']:.4f}. Validation only; one seed, so a "
             f"val difference under the seed spread in bench/SEEDS.md is not a result. {STRONGEST} e2e p50: "
             f"{speed[STRONGEST]['e2e_ms_p50']:.3f} ms.\n\n" + markdown(rows))

@@ -20,7 +20,8 @@ def test_a_malformed_shape_is_one_clear_error(text):
 
 
 @pytest.mark.parametrize("args, message", [(["--only", "L9"], "--only L9: not a candidate"),
-                                           (["--only"], "none was given")])
+                                           (["--only"], "none was given"),
+                                           (["--corpus", "no_such_corpus.txt"], "--corpus no_such_corpus.txt: no such file")])
 def test_a_run_with_no_or_unknown_candidates_stops_before_any_work(args, message):
     run = subprocess.run([sys.executable, "-m", "bench.bench_frontier", *args], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
