@@ -8,7 +8,9 @@ timed interleaved with the teacher in ONNX Runtime INT8 in one process. Backs th
     .venv/bin/python -m bench.bench_frontier --only L1_H96 --shape L4_H256=4,256,4,1024 --out /tmp/frontier
 
 Run it in a bench work dir (bench/work/<dataset>/seed<N>, after run_bench) for another dataset: it reads
-that directory's params.yaml, models/teacher and data/prepared.
+that directory's params.yaml, models/teacher and data/prepared. The same chain screens other settings of the
+default shape: `--set distill.alpha=1.0` (student, distill, prune and quantize params) and `--corpus FILE`
+(another KD transfer set, from bench.transfer_corpus).
 
 Writes <out>.json and <out>.md (default bench/frontier). The stage functions are the pipeline's own
 (train_student, prune_and_heal, quantize_and_verify); nothing here trains or quantizes by itself."""
@@ -34,7 +36,7 @@ from banglacompress.prune import prune_and_heal
 from banglacompress.quantize import QUANT_METHODS
 from banglacompress.train import configure_torch
 
-from .run_bench import machine
+from .run_bench import machine, parse_override, with_overrides
 
 # name -> student.scratch overrides (the rest of the chain as in params.yaml)
 CANDIDATES = {
@@ -42,6 +44,7 @@ CANDIDATES = {
     "L1_H128": {"layers": 1, "hidden": 128, "heads": 2, "ffn": 512},
     "L1_H96": {"layers": 1, "hidden": 96, "heads": 2, "ffn": 384},
 }
+CHAIN_GROUPS = ("student", "distill", "prune", "quantize")  # what a frontier candidate runs; --set may change these
 COLUMNS = ["candidate", "layers", "hidden", "ffn", "val_macro_f1_student", "val_macro_f1_pruned", "val_macro_f1_final",
            "size_bytes", "e2e_ms_p50", "speedup_vs_teacher_onnx_int8", "e2e_throughput_b64"]
 
@@ -91,6 +94,9 @@ def main():
                     help="another candidate, NAME=LAYERS,HIDDEN,HEADS,FFN (repeatable; runs even with --only)")
     ap.add_argument("--corpus", default=CORPUS_FILE, help="the unlabelled KD transfer texts with distill.transfer: "
                     f"corpus (default {CORPUS_FILE}; bench.transfer_corpus writes others)")
+    ap.add_argument("--set", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
+                    help="override a distill, prune, quantize or student param for every candidate (repeatable): "
+                         "--set distill.alpha=1.0")
     ap.add_argument("--out", default="bench/frontier", help="writes OUT.json and OUT.md")
     ap.add_argument("--latency-samples", type=int, default=300)
     args = ap.parse_args()
@@ -101,7 +107,14 @@ def main():
         ap.error("--only with no names runs only the --shape candidates, and none was given")
     if args.corpus != CORPUS_FILE and not Path(args.corpus).is_file():
         ap.error(f"--corpus {args.corpus}: no such file (bench.transfer_corpus writes one)")
-    params = load_params()
+    fixed = [key for key, _ in args.set if key.split(".")[0] not in CHAIN_GROUPS]
+    if fixed:
+        ap.error(f"--set {fixed[0]}: the frontier reuses the run's teacher and data; only {', '.join(CHAIN_GROUPS)} "
+                 "params apply")
+    try:
+        params = with_overrides(load_params(), args.set)
+    except KeyError as err:
+        ap.error(err.args[0])
     configure_torch(params["threads"])
     candidates = {k: v for k, v in CANDIDATES.items() if args.only is None or k in args.only} | dict(args.shape)
     with tempfile.TemporaryDirectory(prefix="frontier_") as tmp:
@@ -127,11 +140,13 @@ def main():
                    speedup_vs_teacher_onnx_int8=speed[STRONGEST]["e2e_ms_p50"] / s["e2e_ms_p50"])
     out = Path(args.out)
     result = {"command": " ".join(["python -m bench.bench_frontier", *sys.argv[1:]]),
-              "data": params["data"], "corpus": args.corpus, "machine": machine(), "reference": {STRONGEST: speed[STRONGEST]}, "rows": rows,
+              "data": params["data"], "corpus": args.corpus,
+              "overrides": dict(args.set), "machine": machine(), "reference": {STRONGEST: speed[STRONGEST]}, "rows": rows,
               "note": "val macro-F1 with thresholds tuned on val; latency on val texts; one seed (params.yaml)"}
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     text = (f"# Student shape frontier\n\n`{result['command']}` on {result['machine']['cpus']} CPUs, seed "
-            f"{params['seed']}, data {params['data']['path']}, transfer corpus {args.corpus}, the default "
+            f"{params['seed']}, data {params['data']['path']}, transfer corpus {args.corpus}, "
+            f"{'params.yaml with ' + ', '.join(f'{k}={v}' for k, v in args.set) if args.set else 'the default'} "
             f"distill/prune/quantize params, teacher val "
             f"macro-F1 {rows[0]['teacher_val_macro_f1']:.4f}. Validation only; one seed, so a "
             f"val difference under the seed spread in bench/SEEDS.md is not a result. {STRONGEST} e2e p50: "

@@ -21,7 +21,9 @@ def test_a_malformed_shape_is_one_clear_error(text):
 
 @pytest.mark.parametrize("args, message", [(["--only", "L9"], "--only L9: not a candidate"),
                                            (["--only"], "none was given"),
-                                           (["--corpus", "no_such_corpus.txt"], "--corpus no_such_corpus.txt: no such file")])
+                                           (["--corpus", "no_such_corpus.txt"], "--corpus no_such_corpus.txt: no such file"),
+                                           (["--set", "teacher.lr=0.1"], "--set teacher.lr: the frontier reuses"),
+                                           (["--set", "distill.alfa=1"], "--set distill.alfa: params.yaml has no such key")])
 def test_a_run_with_no_or_unknown_candidates_stops_before_any_work(args, message):
     run = subprocess.run([sys.executable, "-m", "bench.bench_frontier", *args], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
