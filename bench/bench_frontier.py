@@ -146,8 +146,8 @@ def main():
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     text = (f"# Student shape frontier\n\n`{result['command']}` on {result['machine']['cpus']} CPUs, seed "
             f"{params['seed']}, data {params['data']['path']}, transfer corpus {args.corpus}, "
-            f"{'params.yaml with ' + ', '.join(f'{k}={v}' for k, v in args.set) if args.set else 'the default'} "
-            f"distill/prune/quantize params, teacher val "
+            f"the default distill/prune/quantize params{' with ' + ', '.join(f'{k}={v}' for k, v in args.set) if args.set else ''}, "
+            f"teacher val "
             f"macro-F1 {rows[0]['teacher_val_macro_f1']:.4f}. Validation only; one seed, so a "
             f"val difference under the seed spread in bench/SEEDS.md is not a result. {STRONGEST} e2e p50: "
             f"{speed[STRONGEST]['e2e_ms_p50']:.3f} ms.\n\n" + markdown(rows))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -35,24 +34,19 @@ def tuned_f1(task: str, label_names: list[str], y: np.ndarray, logits: np.ndarra
 
 def run_gap(run: Path, weights: list[float]) -> dict:
     """Val macro-F1 of the run's targets at each weight, its student and its final model."""
-    here = Path.cwd()
-    os.chdir(run)  # the run's own params.yaml and relative paths
-    try:
-        params = load_params()
-        train_texts, y_train, meta = load_split("data/prepared", "train")
-        val_texts, y_val, _ = load_split("data/prepared", "val")
-        teacher, tokenizer, _ = load_model_dir("models/teacher")
-        teacher_val = predict_logits(teacher, Encoded(tokenizer, val_texts, None, params["data"]["max_length"]),
-                                     desc="teacher val")
-        run_weight = params["distill"].get("tfidf_weight", 0.0)
-        targets = {w: tuned_f1(meta["task"], meta["label_names"], y_val,
-                               blend_tfidf(meta["task"], w, [(teacher_val, val_texts)], train_texts=train_texts,
-                                           y_train=y_train, seed=params["seed"])[0])
-                   for w in sorted(set(weights) | {run_weight})}
-        student = read_json("metrics/distill.json")["val_macro_f1_tuned"]
-        final = read_json("metrics/quantize.json")["val_macro_f1"]
-    finally:
-        os.chdir(here)
+    params = load_params(run / "params.yaml")
+    train_texts, y_train, meta = load_split(run / "data/prepared", "train")
+    val_texts, y_val, _ = load_split(run / "data/prepared", "val")
+    teacher, tokenizer, _ = load_model_dir(run / "models/teacher")
+    teacher_val = predict_logits(teacher, Encoded(tokenizer, val_texts, None, params["data"]["max_length"]),
+                                 desc="teacher val")
+    run_weight = params["distill"].get("tfidf_weight", 0.0)
+    targets = {w: tuned_f1(meta["task"], meta["label_names"], y_val,
+                           blend_tfidf(meta["task"], w, [(teacher_val, val_texts)], train_texts=train_texts,
+                                       y_train=y_train, seed=params["seed"])[0])
+               for w in sorted(set(weights) | {run_weight})}
+    student = read_json(run / "metrics/distill.json")["val_macro_f1_tuned"]
+    final = read_json(run / "metrics/quantize.json")["val_macro_f1"]
     return {"run": str(run), "data": params["data"]["path"], "seed": params["seed"], "tfidf_weight": run_weight,
             "targets_val_macro_f1": {str(w): f for w, f in targets.items()}, "student_val_macro_f1": student,
             "final_val_macro_f1": final, "final_minus_targets": final - targets[run_weight]}
