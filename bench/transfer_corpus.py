@@ -10,8 +10,10 @@ character n-grams above all (its soft targets are 70% TF-IDF's).
                        probability --typo, like the misspellings character n-grams match
 
 Every text, real or perturbed, whose near-duplicate key (banglacompress.data.dedup_key) is a val or test
-text's is removed, and duplicates of a text kept before are dropped: pretrain_corpus's own filter
-(banglacompress.pretrain.pretraining_corpus), run on the outcome again. Run it in a bench work dir:
+text's is removed, and duplicates of a text kept before are dropped: the rule and key of pretrain_corpus
+(banglacompress.pretrain.pretraining_corpus, which builds the real texts here). Perturbed copies are filtered
+by unique_new with that key but not cleaned again (no NFC pass after a deletion): calling pretraining_corpus on
+them would re-normalise a few (150 of the 61,134 lines of the committed aug1 screen's corpus). Run it in a bench work dir:
 
     cd bench/work/cyberbully/seed42 && PYTHONPATH=/work/main python -m bench.transfer_corpus \\
         --augment 1 --out data/transfer_aug1.txt
