@@ -41,6 +41,7 @@ SCOPES = ("all", "attention", "ffn")
 GRANULARITIES = ("global", "layer", "row")
 SCHEDULES = ("cubic", "linear", "exponential")
 IMPORTANCES = ("taylor", "weight")
+KD_SOURCES = ("teacher", "student")  # prune.kd_from: whose logits healing distils from
 TOLERANCE = 0.01  # achieved sparsity must be within 1 percentage point of what the method promised
 
 
@@ -520,6 +521,7 @@ def check_prune_params(cfg: dict) -> None:
     check_range("prune.calib_samples", cfg.get("calib_samples", 512), 1, 10**7)
     check_range("prune.kd_alpha", cfg.get("kd_alpha", 0.0), 0.0, 1.0)
     check_range("prune.kd_temperature", cfg.get("kd_temperature", 4.0), 1e-3, 100.0)
+    check_choice("prune.kd_from", cfg.get("kd_from", "teacher"), KD_SOURCES)
     check_fit_options("prune", cfg, epochs_key="fine_tune_epochs")
     for key, value in method_options(cfg).items():
         if value is None:
@@ -536,6 +538,19 @@ def check_prune_params(cfg: dict) -> None:
 
 
 # --------------------------------------------------------------------------- the prune stage
+def kd_targets(cfg: dict, model, tokenizer, teacher_dir, train_texts: list[str], max_length: int) -> torch.Tensor:
+    """The logits healing distils from, on the train rows. kd_from=teacher: the teacher's, with its own
+    tokenizer. kd_from=student: those of `model`, the one the stage starts from, taken before pruning (the
+    student; in pipeline prune_only, the teacher's copy), so healing pulls the pruned model back to the function
+    distill gave it. That is not the teacher's: distill learns soft targets blended with TF-IDF
+    (distill.tfidf_weight) on the transfer set."""
+    source = cfg.get("kd_from", "teacher")
+    if source == "teacher":
+        model, tokenizer, _ = load_model_dir(teacher_dir)
+    return torch.from_numpy(predict_logits(model, Encoded(tokenizer, train_texts, None, max_length),
+                                           desc=f"{source} train"))
+
+
 def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, teacher_dir: str | Path,
                    out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None) -> dict | None:
     """The prune stage: prune the student with prune.method, heal it by fine-tuning with the masks kept on
@@ -553,6 +568,8 @@ def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, 
     val_set = Encoded(tokenizer, val_texts, None, max_length)
     calib = sample_batches(tokenizer, train_texts, y_train, cfg.get("calib_samples", 512), cfg["batch_size"],
                            max_length, seed) if spec.calibrated else None
+    # Soft targets once, on the train rows, matched to batches by row index; before pruning touches the model.
+    soft = kd_targets(cfg, model, tokenizer, teacher_dir, train_texts, max_length) if cfg.get("kd_alpha", 0.0) > 0 else None
     total_steps = cfg["fine_tune_epochs"] * len(make_loader(train_set, cfg["batch_size"], shuffle=True))
     pruner = start_pruning(model, cfg["method"], cfg["sparsity"], cfg.get("scope", "all"),
                            PruneContext(calib, meta["task"], total_steps), **method_options(cfg))
@@ -560,13 +577,8 @@ def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, 
 
     weights = class_weights(y_train, meta["task"]) if cfg.get("class_weights", True) else None
     loss_fn = label_loss(meta["task"], weights)
-    if cfg.get("kd_alpha", 0.0) > 0:
-        # Teacher logits once, with the teacher's own tokenizer; matched to batches by row index.
-        teacher, teacher_tok, _ = load_model_dir(teacher_dir)
-        teacher_logits = torch.from_numpy(predict_logits(teacher, Encoded(teacher_tok, train_texts, None, max_length),
-                                                         desc="teacher train"))
-        del teacher
-        loss_fn = logit_kd(meta["task"], teacher_logits, alpha=cfg["kd_alpha"],
+    if soft is not None:
+        loss_fn = logit_kd(meta["task"], soft, alpha=cfg["kd_alpha"],
                            temperature=cfg.get("kd_temperature", 4.0), class_weights=weights)
     with open_live(live_dir) if live_dir else contextlib.nullcontext() as live:
         result = heal(model, pruner, train_set, val_set, y_val, task=meta["task"], loss_fn=loss_fn, seed=seed,

@@ -62,6 +62,7 @@ BAD_PARAMS = {
     "unknown prune method": ("prune", "method", "lottery", "prune.method='lottery' is not supported"),
     "sparsity 1.0": ("prune", "sparsity", 1.0, "prune.sparsity=1.0 is out of range"),
     "negative sparsity": ("prune", "sparsity", -0.1, "prune.sparsity=-0.1 is out of range"),
+    "unknown healing source": ("prune", "kd_from", "pruned", "prune.kd_from='pruned' is not supported"),
     "alpha above 1": ("distill", "alpha", 1.5, "distill.alpha=1.5 is out of range"),
     "unknown kd method": ("distill", "method", "magic", "distill.method='magic' is not supported"),
     "tfidf weight above 1": ("distill", "tfidf_weight", 1.5, "distill.tfidf_weight=1.5 is out of range"),

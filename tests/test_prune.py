@@ -14,8 +14,11 @@ from banglacompress.models import (PRUNED_SHAPES_KEY, SCRATCH_FAMILIES, build_mo
                                    from_pretrained_pruned, save_model_dir)
 from banglacompress.data import sample_batches
 from banglacompress.config import UserError
+import banglacompress.prune as prune_module
+from banglacompress.data import load_split
+from banglacompress.models import load_model_dir
 from banglacompress.prune import (PRUNE_METHODS, SCHEDULES, GradualPruner, PruneContext, _masks_from_scores,
-                                  check_prune_params,
+                                  check_prune_params, prune_and_heal,
                                   heal, input_sq_norms, prunable_layers, schedule_sparsity, start_pruning,
                                   wanda_scores)
 from banglacompress.train import label_loss, predict_logits
@@ -318,6 +321,40 @@ def test_prune_stage_refuses_an_option_the_method_does_not_take(student_repo):
     assert result.stderr.strip().splitlines()[-1] == (
         "error: prune: prune.frequency=5 is set, but prune.method=wanda does not take it (it takes: include_head); "
         "set it to null")
+
+
+@pytest.mark.parametrize("source", ["student", "teacher"])
+def test_healing_distils_from_the_model_kd_from_names(student_repo, tmp_path, monkeypatch, source):
+    """kd_from=student: healing's soft targets are the student's logits taken before pruning (structured pruning
+    then removes half of each block, and the pruned model's logits differ); kd_from=teacher: the teacher's."""
+    seen = {}
+    real = prune_module.logit_kd
+
+    def spy(task, logits, **options):
+        seen["logits"] = logits.numpy().copy()
+        return real(task, logits, **options)
+
+    monkeypatch.setattr(prune_module, "logit_kd", spy)
+    params = tiny_params(student_repo / "synthetic.csv")
+    cfg = dict(params["prune"], method="structured", kd_alpha=0.5, kd_from=source)
+    models, max_length = student_repo / "models", params["data"]["max_length"]
+    prune_and_heal(cfg, prepared=student_repo / "data" / "prepared", student_dir=models / "student",
+                   teacher_dir=models / "teacher", out_dir=tmp_path / "pruned", seed=42, max_length=max_length)
+    texts, _, _ = load_split(student_repo / "data" / "prepared", "train")
+    logits = {}
+    for name in ("student", "teacher"):
+        model, tok, _ = load_model_dir(models / name)
+        logits[name] = predict_logits(model, Encoded(tok, texts, None, max_length))
+    other = "teacher" if source == "student" else "student"
+    np.testing.assert_allclose(seen["logits"], logits[source], atol=1e-5)
+    assert not np.allclose(seen["logits"], logits[other], atol=1e-3)
+
+
+def test_kd_from_takes_teacher_or_student_only():
+    base = {"method": "structured", "sparsity": 0.5, "fine_tune_epochs": 1, "lr": 1e-3, "batch_size": 8}
+    check_prune_params({**base, "kd_from": "student"})
+    with pytest.raises(UserError, match=r"prune\.kd_from='pruned' is not supported; choose one of: teacher, student"):
+        check_prune_params({**base, "kd_from": "pruned"})
 
 
 def test_an_option_the_method_does_not_take_is_an_error_that_names_it():
