@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from banglacompress.data import Encoded, make_loader
+from banglacompress.data import Encoded, load_split, make_loader
 from banglacompress.models import (PRUNED_SHAPES_KEY, SCRATCH_FAMILIES, build_model, count_params, encoder_blocks,
                                    encoder_linears,
-                                   from_pretrained_pruned, save_model_dir)
+                                   from_pretrained_pruned, load_model_dir, save_model_dir)
 from banglacompress.data import sample_batches
 from banglacompress.config import UserError
 import banglacompress.prune as prune_module
-from banglacompress.data import load_split
-from banglacompress.models import load_model_dir
 from banglacompress.prune import (PRUNE_METHODS, SCHEDULES, GradualPruner, PruneContext, _masks_from_scores,
                                   check_prune_params, prune_and_heal,
                                   heal, input_sq_norms, prunable_layers, schedule_sparsity, start_pruning,
