@@ -554,7 +554,7 @@ def kd_targets(cfg: dict, model, tokenizer, teacher_dir, train_texts: list[str],
 def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, teacher_dir: str | Path,
                    out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None) -> dict | None:
     """The prune stage: prune the student with prune.method, heal it by fine-tuning with the masks kept on
-    (with the teacher's soft targets when prune.kd_alpha > 0, labels only at 0), choose thresholds on val,
+    (with soft targets from prune.kd_from when prune.kd_alpha > 0, labels only at 0), choose thresholds on val,
     save to out_dir (checked to reload with the same predictions), and report what it removed and the bytes
     it saved. Timing is left to evaluate (metrics/speed.json), which times the pruned model interleaved with
     the student: a speedup is only expected from a `structured` method (unstructured zeros run through the
@@ -569,7 +569,8 @@ def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, 
     calib = sample_batches(tokenizer, train_texts, y_train, cfg.get("calib_samples", 512), cfg["batch_size"],
                            max_length, seed) if spec.calibrated else None
     # Soft targets once, on the train rows, matched to batches by row index; before pruning touches the model.
-    soft = kd_targets(cfg, model, tokenizer, teacher_dir, train_texts, max_length) if cfg.get("kd_alpha", 0.0) > 0 else None
+    soft = (kd_targets(cfg, model, tokenizer, teacher_dir, train_texts, max_length)
+            if cfg.get("kd_alpha", 0.0) > 0 else None)
     total_steps = cfg["fine_tune_epochs"] * len(make_loader(train_set, cfg["batch_size"], shuffle=True))
     pruner = start_pruning(model, cfg["method"], cfg["sparsity"], cfg.get("scope", "all"),
                            PruneContext(calib, meta["task"], total_steps), **method_options(cfg))
