@@ -13,6 +13,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStrati
 from sklearn.model_selection import train_test_split
 
 from .config import UserError, atomic_output, check_range, read_json, require, write_json
+from .runtime import clean_text  # noqa: F401  (training and the deploy path clean the same way)
 
 TASKS = ("binary", "multilabel", "multiclass")
 SPLITS = ("train", "val", "test")
@@ -37,11 +38,6 @@ def read_csv(path: str | Path, *, keep_empty: bool = False,
         raise UserError(f"{path} is empty: it needs a header row and at least one row") from None
     except (pd.errors.ParserError, csv.Error) as err:
         raise UserError(f"{path} is not a well-formed CSV: {str(err).strip().splitlines()[-1]}") from None
-
-
-def clean_text(text: str) -> str:
-    """NFC-normalise (Bangla has several code-point spellings of the same glyphs) and collapse whitespace."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 def _as_int_labels(series: pd.Series, column: str) -> pd.Series:

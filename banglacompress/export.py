@@ -14,6 +14,7 @@ from .config import atomic_output, require
 from .integrity import verify_checksums, write_checksums
 from .measure import artifact_size
 from .models import INFERENCE_FILE
+from .runtime import ONNX_METHODS
 
 # --------------------------------------------------------------------------- the shipped model
 def _fmt(value, kind: str = "") -> str:
@@ -115,6 +116,14 @@ def model_card(info: dict, record: dict | None, summary: dict | None, data: dict
               "```bash", "python -m banglacompress.predict --model models/final \"একটি মন্তব্য\"",
               "python -m banglacompress.predict --model models/final --csv comments.csv --column Comments "
               "--format jsonl > predictions.jsonl", "```", ""]
+    if method in ONNX_METHODS:
+        lines += ["## Deploy without torch", "",
+                  "This is an ONNX model: ONNX Runtime, the Rust tokenizer and numpy run it, with the same cleaning, "
+                  "batching and thresholds (`banglacompress/runtime.py`; the training stack is not needed):", "",
+                  "```bash", "pip install -r requirements-runtime.txt && pip install --no-deps .",
+                  "python -m banglacompress.runtime --model models/final \"একটি মন্তব্য\"   # predict's flags and "
+                  "output", "```", "", "```python", "from banglacompress.runtime import OnnxClassifier", "",
+                  "probs, labels = OnnxClassifier(\"models/final\")([\"একটি মন্তব্য\", \"আরেকটি\"])", "```", ""]
     return "\n".join(lines)
 
 

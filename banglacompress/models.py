@@ -18,11 +18,11 @@ from transformers.pytorch_utils import prune_linear_layer
 from .config import UserError, require
 from .integrity import verify_checksums, write_checksums
 from .pooling import apply_pooling, set_pooling
+from .runtime import INFERENCE_FILE
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
 
-INFERENCE_FILE = "inference.json"
 
 
 # --------------------------------------------------------------------------- from-scratch architectures

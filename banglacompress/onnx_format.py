@@ -6,7 +6,7 @@ dominated by PyTorch's per-call overhead, so the ONNX artifact is where batch-1 
 models (model(input_ids=, attention_mask=).logits, .eval(), .parameters()), so predict_logits,
 measure_speed and evaluate need no ONNX-specific code.
 
-Imports only config: quantize, artifact and export build on this module, never the other way."""
+Imports only config and runtime (the torch-free session and file names): quantize, artifact and export build on this module, never the other way."""
 from __future__ import annotations
 
 import io
@@ -23,8 +23,8 @@ from onnxruntime.transformers.optimizer import optimize_model
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .config import require
+from .runtime import ONNX_FILE, ort_session  # noqa: F401  (ONNX_FILE re-exported for quantize)
 
-ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17  # LayerNormalization is a native op from 17: one fused node instead of ~10
 
 
@@ -121,7 +121,7 @@ def fuse_graph(model, onnx_bytes: bytes, *, embeddings: bool = True) -> tuple[by
 def _export_error(model, data: bytes) -> float:
     """A trace can silently bake in a shape: the largest |logit difference| to torch on shapes other
     than the traced one, with a padded row."""
-    session = _session(data, threads=1)
+    session = ort_session(data, threads=1)
     gen = torch.Generator().manual_seed(0)
     worst = 0.0
     for batch, seq in ((1, 5), (3, 19)):
@@ -135,19 +135,6 @@ def _export_error(model, data: bytes) -> float:
 
 
 # --------------------------------------------------------------------------- runtime
-def _session(data: bytes, threads: int):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # No busy-waiting between calls: spinning threads would steal the CPU from whatever runs next
-    # (other models timed interleaved with this one, other processes on a shared machine).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-
 class OrtModel:
     """An ONNX Runtime session with the call interface of a HF sequence classifier.
 
@@ -164,7 +151,7 @@ class OrtModel:
     def session(self):
         want = self.threads or torch.get_num_threads()
         if want not in self._sessions:
-            self._sessions[want] = _session(self.onnx_bytes, want)
+            self._sessions[want] = ort_session(self.onnx_bytes, want)
         return self._sessions[want]
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, **_):

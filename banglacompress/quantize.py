@@ -45,8 +45,8 @@ from .models import apply_pruned_shapes, from_pretrained_pruned
 from .onnx_format import (ONNX_FILE, OrtModel, export_onnx, float_weight_nodes, fuse_graph, gather_to_int4,
                           vocabulary_gather)
 from .pooling import apply_pooling
+from .runtime import QUANT_FILE
 
-QUANT_FILE = "quantization.json"  # the method's record in an artifact directory (see artifact.py)
 INT8_FILE = "model_quantized.pt"
 FP16_FILE = "model_fp16.safetensors"
 INT4_FILE = "model_nf4.safetensors"

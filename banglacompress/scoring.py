@@ -4,13 +4,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, roc_auc_score
 
-
-def probabilities(task: str, logits: np.ndarray) -> np.ndarray:
-    logits = np.asarray(logits, dtype=np.float64)
-    if task == "multiclass":
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
-    return 1.0 / (1.0 + np.exp(-logits))
+from .runtime import decide, probabilities  # noqa: F401  (the deploy path's own; re-exported for the pipeline)
 
 
 def logits_of(task: str, probs: np.ndarray) -> np.ndarray:
@@ -18,14 +12,6 @@ def logits_of(task: str, probs: np.ndarray) -> np.ndarray:
     that softmax ignores), with probabilities clipped to [1e-6, 1 - 1e-6] so that 0 and 1 stay finite."""
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
     return np.log(p) if task == "multiclass" else np.log(p / (1 - p))
-
-
-def decide(task: str, probs: np.ndarray, thresholds=None) -> np.ndarray:
-    """Multi-class: argmax. Binary / multi-label: per-label thresholds (0.5 when not tuned)."""
-    if task == "multiclass":
-        return probs.argmax(axis=1)
-    t = np.full(probs.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, dtype=float)
-    return (probs >= t).astype(int)
 
 
 def macro_f1(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:

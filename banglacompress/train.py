@@ -19,12 +19,12 @@ from accelerate import Accelerator
 from dvclive import Live
 from scmrepo.exceptions import SCMError
 from sklearn.model_selection import StratifiedKFold
-from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from .config import UserError, atomic_output, check_choice, check_range
 from .data import Encoded, class_weights, load_split, make_loader, multilabel_fold_ids
 from .models import build_model, count_params, save_model_dir
+from .runtime import progress
 from .scoring import classification_metrics, decide, macro_f1, probabilities, tune_thresholds
 
 SCHEDULERS = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
@@ -43,12 +43,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def progress(iterable, **kwargs):
-    """tqdm that is silent under CI (CI=true) and when stderr is not a terminal."""
-    disable = True if os.environ.get("CI") else None
-    return tqdm(iterable, disable=disable, leave=False, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
 # --------------------------------------------------------------------------- losses on labels

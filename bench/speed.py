@@ -7,7 +7,7 @@
 2. Levers, each measured side by side in one process on the same texts:
    - graph fusion (quantize.fuse) on and off, for the final model's source (models/pruned) and the teacher;
    - batch-1 latency on 1 and 2 threads (evaluate.latency_threads);
-   - the tokenizer call: transformers' __call__ against the Rust tokenizer called directly (inference.py).
+   - the tokenizer call: transformers' __call__ against the Rust tokenizer called directly (runtime.py, under inference.py).
 
     .venv/bin/python -m bench.speed              # 5 runs (~6 min on 2 cores)
     .venv/bin/python -m bench.speed --runs 2 --out /tmp/speed

@@ -77,7 +77,7 @@ MUTATIONS = [
      "banglacompress/onnx_format.py", "    if _export_error(model, data) >= 1e-3:\n        return onnx_bytes, {}\n", "",
      ["tests/test_quantize.py::test_a_wrong_fusion_is_not_kept"]),
     ("the inference path skipping the training-time text cleaning",
-     "banglacompress/inference.py", 'cleaned = [clean_text(t) if isinstance(t, str) else "" for t in texts]',
+     "banglacompress/runtime.py", 'cleaned = [clean_text(t) if isinstance(t, str) else "" for t in texts]',
      'cleaned = [t if isinstance(t, str) else "" for t in texts]',
      ["tests/test_quantize.py::test_text_classifier_is_what_scoring_and_the_tokenizer_give"]),
     ("near-duplicates not removed (the key is the exact text)",

@@ -1,5 +1,6 @@
 """Quantization formats on tiny models: every method round-trips through load_artifact, agrees with
-FP32 on a trained model, is sized honestly; the final model directory and the predict command."""
+FP32 on a trained model, is sized honestly; the final model directory, the predict command and the torch-free runtime."""
+import ast
 import copy
 import io
 import json
@@ -14,12 +15,15 @@ import torch
 from bitsandbytes import functional as bnb_functional
 
 from banglacompress.config import UserError
-from banglacompress.data import Encoded
+from banglacompress.data import Encoded, read_csv
+from banglacompress.inference import TextClassifier
 from banglacompress.artifact import count_stored_params, load_artifact, read_quant_record, save_artifact
 from banglacompress.export import write_final
 from banglacompress.measure import artifact_size
 from banglacompress.models import build_model, count_params
 from banglacompress.predict import main as predict_main
+from banglacompress.runtime import OnnxClassifier
+from banglacompress.runtime import main as runtime_main
 from banglacompress.onnx_format import OrtModel
 from banglacompress.quantize import (FP16_FILE, INT4_FILE, OPTION_KEYS, QUANT_METHODS, activation_calibration,
                                      check_quantize_params, is_4bit)
@@ -322,6 +326,142 @@ def test_predict_module_entry_point_exit_code(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "not found" in proc.stderr
 
 
+# --------------------------------------------------------------------------- the torch-free runtime
+# Every package the training stack brings and the deploy path must not need.
+TRAINING_STACK = ("torch", "transformers", "sklearn", "pandas", "onnx", "accelerate", "dvclive", "bitsandbytes")
+BLOCKER = """
+import importlib.abc, runpy, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is blocked: the runtime must not import it")
+sys.meta_path.insert(0, Block())
+sys.argv = ["runtime", *{argv!r}]
+runpy.run_module("banglacompress.runtime", run_name="__main__")
+"""
+
+
+def _run_runtime_without_training_stack(argv, blocked=TRAINING_STACK):
+    code = BLOCKER.format(blocked=set(blocked), argv=list(argv))
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=venv_env(), capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("method", ["onnx_int8", "onnx_fp32"])
+def test_runtime_labels_like_predict_with_the_training_stack_blocked(tmp_path, trained, capsys, method):
+    """`python -m banglacompress.runtime` on an ONNX models/final, in a process where importing torch,
+    transformers, scikit-learn, pandas or onnx fails, writes the rows predict writes."""
+    final = _final(tmp_path, trained, method)
+    texts = TEXTS[TEST][:9] + ["", "  কী   খবর ", "x" * 400]
+    argv = ["--model", str(final), "--format", "jsonl", "--threads", "1", *texts]
+    proc = _run_runtime_without_training_stack(argv)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, out, _ = _run_predict(argv, capsys)
+    assert code == 0
+    got, want = ([json.loads(line) for line in o.splitlines()] for o in (proc.stdout, out))
+    assert [r["text"] for r in got] == texts and [r["HateSpeech"] for r in got] == [r["HateSpeech"] for r in want]
+    assert np.allclose([r["prob_HateSpeech"] for r in got], [r["prob_HateSpeech"] for r in want], atol=1e-6)
+
+
+def test_the_blocker_fails_a_run_that_imports_what_it_blocks(tmp_path, trained):
+    """The check above can fail: blocking a package the runtime does import (onnxruntime) stops the run."""
+    final = _final(tmp_path, trained, "onnx_int8")
+    proc = _run_runtime_without_training_stack(["--model", str(final), "x"], blocked=("onnxruntime",))
+    assert proc.returncode != 0 and "onnxruntime is blocked" in proc.stderr
+
+
+# import name -> distribution name, where they differ
+DISTRIBUTIONS = {"yaml": "pyyaml"}
+
+
+def _imports(path) -> tuple[set[str], set[str]]:
+    """(third-party top-level packages, package-relative modules) a file imports."""
+    third, package = set(), set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            third.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            (package if node.level == 1 else third).add(node.module.split(".")[0])
+    return {m for m in third if m not in sys.stdlib_module_names and m != "__future__"}, package
+
+
+def _pins(path) -> dict:
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return dict(line.split("==") for line in lines if line)
+
+
+def test_requirements_runtime_covers_the_runtime_and_pins_what_requirements_pins():
+    """requirements-runtime.txt names every package the runtime and the modules it imports need (and no
+    more), at the versions requirements.txt pins, so a deploy gets the versions the pipeline was run with."""
+    package, todo, seen, needed = ROOT / "banglacompress", ["runtime"], set(), set()
+    while todo:  # runtime.py and every package module it imports, at any depth
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            third, local = _imports(package / f"{module}.py")
+            needed |= {DISTRIBUTIONS.get(m, m) for m in third}
+            todo += sorted(local)
+    assert seen == {"runtime", "config", "integrity"}
+    runtime_pins, all_pins = _pins(ROOT / "requirements-runtime.txt"), _pins(ROOT / "requirements.txt")
+    assert set(runtime_pins) == needed
+    assert all(all_pins[name] == version for name, version in runtime_pins.items())
+
+
+@pytest.mark.parametrize("method", ["onnx_int8", "onnx_fp32"])
+def test_onnx_classifier_is_text_classifier(tmp_path, trained, method):
+    """The runtime's classifier and predict's (TextClassifier on load_artifact) give the same ids, logits
+    and decisions, one text or many, in any batch size."""
+    final = _final(tmp_path, trained, method)
+    lite, full = OnnxClassifier(final, threads=1), TextClassifier(*load_artifact(final, threads=1))
+    texts = TEXTS[TEST] + ["", "  কী   খবর ", "x" * 400, float("nan")]
+    assert lite.encode(texts) == full.encode(texts) and lite.pad_id == full.pad_id
+    for batch_size in (1, 7, 64):
+        assert np.array_equal(lite.logits(texts, batch_size), full.logits(texts, batch_size))
+    assert np.array_equal(lite(texts)[1], full(texts)[1])
+    assert lite([])[0].shape == (0, 1)
+
+
+@pytest.mark.parametrize("method", ["none", "dynamic"])
+def test_runtime_refuses_a_torch_format_and_names_predict(tmp_path, trained, capsys, method):
+    final = _final(tmp_path, trained, method)
+    code = runtime_main(["--model", str(final), "একটি মন্তব্য"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: runtime: ") and "not an ONNX one" in err and "banglacompress.predict" in err
+
+
+def test_runtime_reads_a_csv_column_as_pandas_does(tmp_path, trained, capsys):
+    """The stdlib CSV reader of the runtime: a BOM, quoted commas and newlines, empty cells."""
+    final = _final(tmp_path, trained, "onnx_int8")
+    frame = pd.DataFrame({"id": [1, 2, 3, 4], "Comments": ["আমি, তুমি", "দুই\nলাইন", "", "\"উদ্ধৃতি\""]})
+    frame.to_csv(tmp_path / "in.csv", index=False, encoding="utf-8-sig")
+    code = runtime_main(["--model", str(final), "--csv", str(tmp_path / "in.csv"), "--column", "Comments",
+                         "--format", "jsonl"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    want = read_csv(tmp_path / "in.csv", keep_empty=True)["Comments"].tolist()
+    assert [json.loads(line)["text"] for line in out.splitlines()] == want == frame.Comments.tolist()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "{tmp}/missing", "text"], "model directory {tmp}/missing not found"),
+    (["--model", "{final}", "--csv", "{tmp}/nope.csv", "--column", "x"], "nope.csv not found"),
+    (["--model", "{final}", "--csv", "{tmp}/in.csv", "--column", "body"], "has no column 'body'"),
+    (["--model", "{final}", "--csv", "{tmp}/in.csv"], "choose one with --column"),
+    (["--model", "{final}", "--csv", "{tmp}/latin1.csv", "--column", "a"], "is not UTF-8"),
+    (["--model", "{final}", "--batch-size", "0", "x"], "--batch-size must be at least 1"),
+])
+def test_runtime_bad_input_is_one_line_and_exit_2(tmp_path, trained, capsys, argv, message):
+    final = _final(tmp_path, trained, "onnx_int8")
+    pd.DataFrame({"a": ["x"], "b": ["y"]}).to_csv(tmp_path / "in.csv", index=False)
+    (tmp_path / "latin1.csv").write_bytes("a\ncaf\xe9\n".encode("latin-1"))
+    fill = {"tmp": str(tmp_path), "final": str(final)}
+    code = runtime_main([a.format(**fill) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: runtime: ") and message.format(**fill) in err
+
+
 def test_export_stage_writes_final_model(repo, trained):
     model, tok = trained
     save_artifact(repo / "models" / "quantized", "onnx_int8", _quantize("onnx_int8", model, tok), tok, INFO)
@@ -439,7 +579,6 @@ def test_a_wrong_fusion_is_not_kept(trained, monkeypatch):
 def test_text_classifier_is_what_scoring_and_the_tokenizer_give(trained, tmp_path, method):
     """The inference path predict runs and evaluate times: the Rust tokenizer called directly gives the
     same ids as the transformers tokenizer, and the decisions are score_split's, one text or many."""
-    from banglacompress.inference import TextClassifier
     from banglacompress.train import score_split
     model, tok = trained
     save_artifact(tmp_path, method, _quantize(method, model, tok), tok, INFO)
