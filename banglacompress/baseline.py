@@ -15,12 +15,17 @@ def char_tfidf() -> TfidfVectorizer:
     return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
 
 
-def fit_tfidf_lr(task: str, train_texts, y_train, seed: int = 42, vectorizer: TfidfVectorizer | None = None):
+# The baseline's inverse regularisation strength; bench/tfidf_c.md measures others, C chosen on val.
+BASELINE_C = 4.0
+
+
+def fit_tfidf_lr(task: str, train_texts, y_train, seed: int = 42, vectorizer: TfidfVectorizer | None = None,
+                 C: float = BASELINE_C):
     """Logistic regression (one per label for multi-label) on `vectorizer`'s features (unfitted; default
     char_tfidf, the baseline). Returns the fitted (vectorizer, model)."""
     vectorizer = vectorizer if vectorizer is not None else char_tfidf()
     x = vectorizer.fit_transform(train_texts)
-    lr = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=seed)
+    lr = LogisticRegression(max_iter=2000, C=C, class_weight="balanced", random_state=seed)
     if task == "multiclass":
         model = lr.fit(x, y_train)
     elif task == "binary":
