@@ -5,7 +5,7 @@ the import graph has no cycle), so each DVC stage depends on the modules it real
 
     config       params, one-line user errors, atomic outputs, pipeline variants
     integrity    SHA256SUMS of every model directory, written on save and checked on load
-    runtime      text in, label out on an ONNX model without torch: cleaning, decisions, the CLI (deploy path)
+    runtime      the torch-free inference core: cleaning, decisions, ONNX Runtime sessions, the Classifier loop
     scoring      probabilities, thresholds tuned on val, metrics (numpy only)
     baseline     the TF-IDF + logistic-regression reference model (benchmarks; distill.tfidf_weight)
     pooling      cls / mean / max pooling for the classification head
@@ -22,7 +22,7 @@ the import graph has no cycle), so each DVC stage depends on the modules it real
     artifact     save / load any format, stored parameters (the quantize stage: quantize_and_verify)
     evaluate     test metrics, ratios, plots (the evaluate stage: evaluate_stages)
     export       the model card and models/final (the export stage: write_final)
-    predict      the command-line labeller for every format (python -m banglacompress.predict)
+    predict      the command-line labeller (python -m banglacompress.predict); ONNX models without torch
 """
 import logging
 

@@ -118,11 +118,11 @@ def model_card(info: dict, record: dict | None, summary: dict | None, data: dict
               "--format jsonl > predictions.jsonl", "```", ""]
     if method in ONNX_METHODS:
         lines += ["## Deploy without torch", "",
-                  "This is an ONNX model: ONNX Runtime, the Rust tokenizer and numpy run it, with the same cleaning, "
-                  "batching and thresholds (`banglacompress/runtime.py`; the training stack is not needed):", "",
-                  "```bash", "pip install -r requirements-runtime.txt && pip install --no-deps .",
-                  "python -m banglacompress.runtime --model models/final \"একটি মন্তব্য\"   # predict's flags and "
-                  "output", "```", "", "```python", "from banglacompress.runtime import OnnxClassifier", "",
+                  "This is an ONNX model: `predict` runs it with ONNX Runtime, the Rust tokenizer and numpy, with the "
+                  "same cleaning, batching and thresholds, and never imports torch, transformers, scikit-learn or "
+                  "pandas (`banglacompress/runtime.py`). A server needs only:", "",
+                  "```bash", "pip install -r requirements-runtime.txt && pip install --no-deps .", "```", "",
+                  "```python", "from banglacompress.runtime import OnnxClassifier", "",
                   "probs, labels = OnnxClassifier(\"models/final\")([\"একটি মন্তব্য\", \"আরেকটি\"])", "```", ""]
     return "\n".join(lines)
 

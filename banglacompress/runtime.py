@@ -1,23 +1,18 @@
-"""Text in, label out without torch: what a CPU server or a phone-side service needs to run models/final.
+"""Text in, label out without torch: the inference core that the pipeline and the deploy path share.
 
-    python -m banglacompress.runtime "মন্তব্য এক" "মন্তব্য দুই"          # same flags and output as predict
-    pip install -r requirements-runtime.txt                               # onnxruntime, tokenizers, numpy, pyyaml
+An ONNX model directory from this pipeline (quantize.method onnx_int8, the default, or onnx_fp32) holds the
+graph, the tokenizer and inference.json (thresholds tuned on val, label names). `OnnxClassifier` runs it with
+ONNX Runtime, the Rust tokenizer and numpy only: this module imports none of torch, transformers,
+scikit-learn, pandas or onnx, so `python -m banglacompress.predict` on such a directory starts without them
+and runs on requirements-runtime.txt alone (tests/test_quantize.py runs it with them blocked).
 
-An ONNX model directory from this pipeline (quantize.method onnx_int8, the default, or onnx_fp32) holds
-the graph, the tokenizer and inference.json (thresholds tuned on val, label names). This module runs it
-with ONNX Runtime, the Rust tokenizer and numpy only: importing it pulls in none of torch, transformers,
-scikit-learn, pandas or onnx (tests/test_runtime.py runs it with those blocked). That is the deploy path:
-a few hundred MB less to install than the training stack, and a cold start that is not spent importing
-torch (bench/cold_start.md measures both commands).
-
-`Classifier` is the one text-in, label-out loop: clean as in training, tokenize, batch by length, run,
-decide with the tuned thresholds. `OnnxClassifier` runs it on an ONNX Runtime session; inference.py's
-TextClassifier runs it on any format load_artifact returns, and is what predict uses and evaluate times.
-The command line (flags, input, output, one-line errors) is here too, so predict shares it."""
+`Classifier` is the one text-in, label-out loop: clean as in training, tokenize with the Rust tokenizer,
+batch by length, run, decide with the tuned thresholds. `OnnxClassifier` runs it on an ONNX Runtime session;
+inference.TextClassifier runs it on any format load_artifact returns (what evaluate times). The cleaning,
+the decision rule, the session options and the progress bar are the pipeline's own (data, scoring,
+onnx_format and train import them from here), so training and deployment cannot drift apart."""
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import os
 import sys
@@ -37,7 +32,6 @@ QUANT_FILE = "quantization.json"           # the quantize method's record (artif
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 ONNX_METHODS = ("onnx_fp32", "onnx_int8")
-FORMATS = ("csv", "jsonl")
 
 
 # --------------------------------------------------------------------------- text, decisions, sessions
@@ -158,6 +152,12 @@ def pad_token_id(model_dir: Path, backend: Tokenizer) -> int | None:
     return backend.token_to_id(token) if token else None
 
 
+def quant_method(model_dir: str | Path) -> str:
+    """The quantize method a model directory was saved with ("none": plain FP32 safetensors)."""
+    record = Path(model_dir) / QUANT_FILE
+    return read_json_file(record, "quantization record").get("method", "?") if record.exists() else "none"
+
+
 class OnnxClassifier(Classifier):
     """An ONNX model directory from this pipeline, run by ONNX Runtime without torch."""
 
@@ -168,136 +168,14 @@ class OnnxClassifier(Classifier):
         require((model_dir / INFERENCE_FILE).exists(), f"{model_dir} is not a model directory from this pipeline "
                                                        f"(no {INFERENCE_FILE}); run the stage that writes it")
         verify_checksums(model_dir)
-        record = read_json_file(model_dir / QUANT_FILE, "quantization record") \
-            if (model_dir / QUANT_FILE).exists() else {"method": "none (FP32 safetensors)"}
-        require(record.get("method") in ONNX_METHODS,
-                f"{model_dir} holds a {record.get('method')} model, not an ONNX one; this torch-free runtime runs "
-                f"quantize.method {' or '.join(ONNX_METHODS)} only: label it with `python -m banglacompress.predict`")
+        method = quant_method(model_dir)
+        require(method in ONNX_METHODS, f"{model_dir} holds a {method!r} model, not an ONNX one "
+                                        f"(quantize.method {' or '.join(ONNX_METHODS)}); load it with load_artifact")
         backend = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
         super().__init__(backend, read_json_file(model_dir / INFERENCE_FILE, "inference settings"),
                          pad_token_id(model_dir, backend))
-        # threads None: ONNX Runtime's default (one per physical core), as predict's torch default
+        # threads None: ONNX Runtime's default (one per physical core), as torch's for the other formats
         self.session = ort_session((model_dir / ONNX_FILE).read_bytes(), threads or 0)
 
     def forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-
-
-# --------------------------------------------------------------------------- the command line
-def parse_args(argv=None, prog: str = "python -m banglacompress.runtime", formats: str = "") -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=prog, description=f"Label Bangla comments with a model directory "
-                                                            f"from this pipeline{formats}.")
-    parser.add_argument("texts", nargs="*", help="texts to label (none and no --csv: read one per line from stdin)")
-    parser.add_argument("--model", default="models/final", help="model directory (default: models/final)")
-    parser.add_argument("--csv", type=Path, help="read texts from this CSV file (UTF-8)")
-    parser.add_argument("--column", help="text column of --csv (default: the only column, or 'text')")
-    parser.add_argument("--format", choices=FORMATS, default="csv", help="output format (default: csv)")
-    parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, help="CPU threads (default: one per physical core)")
-    return parser.parse_args(argv)
-
-
-def read_csv_column(path: Path, column: str | None) -> list[str]:
-    """One column of a UTF-8 CSV (a BOM is fine), every cell as a string, empty cells as ""."""
-    require(path.exists(), f"{path} not found: give an existing CSV file with --csv")
-    try:
-        with open(path, encoding="utf-8-sig", errors="strict", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            require(header, f"{path} is empty: it needs a header row and at least one row")
-            if column is None:
-                require(len(header) == 1 or "text" in header,
-                        f"{path} has several columns {header}: choose one with --column")
-                column = "text" if "text" in header else header[0]
-            require(column in header, f"{path} has no column {column!r}; its columns are {header}")
-            at = header.index(column)
-            return [row[at] if at < len(row) else "" for row in reader]
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path} is not UTF-8 ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
-    except csv.Error as err:
-        raise UserError(f"{path} is not a well-formed CSV: {err}") from None
-
-
-def read_texts(args, stdin=None) -> list[str]:
-    if args.csv is not None:
-        require(not args.texts, "give texts either as arguments or with --csv, not both")
-        return read_csv_column(args.csv, args.column)
-    if args.texts:
-        return list(args.texts)
-    stdin = sys.stdin if stdin is None else stdin
-    require(not stdin.isatty(), "no input: give texts as arguments, with --csv FILE --column NAME, or on stdin")
-    return [line.rstrip("\r\n") for line in stdin]
-
-
-def label_rows(classifier: Classifier, texts: list[str], batch_size: int = 64) -> list[dict]:
-    """texts -> one dict per text: the text, decisions per label, probabilities (input order)."""
-    require(batch_size >= 1, f"--batch-size must be at least 1, not {batch_size}")
-    if not texts:
-        return []
-    # Empty and non-Bangla texts still get a prediction ([CLS] [SEP] or [UNK] tokens): the model card
-    # says such predictions are not meaningful.
-    probs, decisions = classifier(texts, batch_size, show_progress=True)
-    task, names = classifier.info["task"], classifier.info["label_names"]
-    rows = []
-    for text, p, d in zip(texts, probs, decisions):
-        row = {"text": text}
-        if task == "multiclass":
-            row["label"] = names[int(d)]
-            row.update({f"prob_{n}": round(float(v), 6) for n, v in zip(names, p)})
-        else:
-            row.update({n: int(v) for n, v in zip(names, np.atleast_1d(d))})
-            row.update({f"prob_{n}": round(float(v), 6) for n, v in zip(names, np.atleast_1d(p))})
-        rows.append(row)
-    return rows
-
-
-def write_rows(rows: list[dict], fmt: str, out) -> None:
-    if fmt == "jsonl":
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        return
-    if not rows:
-        return
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-
-
-def run_cli(argv, prog: str, load_classifier, formats: str = "") -> int:
-    """A labelling command: load_classifier(model_dir, threads) -> Classifier. A UserError is one line on
-    stderr and exit status 2, never a traceback."""
-    name = prog.rsplit(".", 1)[-1]
-    try:
-        args = parse_args(argv, prog, formats)
-        texts = read_texts(args)
-        require(Path(args.model).is_dir(), f"model directory {args.model} not found: run `dvc repro` (it writes "
-                                           "models/final) or pass --model DIR")
-        rows = label_rows(load_classifier(args.model, args.threads), texts, args.batch_size)
-        if args.output:
-            with open(args.output, "w", encoding="utf-8", newline="") as f:
-                write_rows(rows, args.format, f)
-        else:
-            if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
-                sys.stdout.reconfigure(encoding="utf-8")  # Bangla text under a C / Latin-1 locale
-            write_rows(rows, args.format, sys.stdout)
-            sys.stdout.flush()
-    except UserError as err:
-        print(f"error: {name}: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `... | head`: the reader went away; not an error
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        print(f"error: {name}: interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-def main(argv=None) -> int:
-    return run_cli(argv, "python -m banglacompress.runtime", OnnxClassifier,
-                   " (ONNX ones: quantize.method onnx_int8 or onnx_fp32), without torch")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -141,17 +141,36 @@ def test_package_imports_run_one_way_and_sit_at_the_top():
         assert not nested, f"{path.name}: imports inside functions at lines {nested}"
 
 
-# The one exception: a heavy third-party backend that only one method needs, imported by the one function that
-# hands it out (never a package module: those would hide a dependency from dvc.yaml). module -> (package, why)
-LAZY_IMPORTS = {"quantize": ("bitsandbytes", "~2 s of import (torch._inductor; bench/import_time.md) in every "
-                                             "quantize, evaluate, export and predict process; only int4 uses it")}
+# The exceptions: a heavy backend that only some inputs need, imported by the one function that hands it out.
+# module -> (packages, package modules, why). Package modules only in predict, which no stage imports (a test
+# below), so no stage's dvc.yaml deps can miss them.
+LAZY_IMPORTS = {"quantize": (("bitsandbytes",), (), "~2 s of import (torch._inductor; bench/import_time.md) in every "
+                                                    "quantize, evaluate, export and predict process; only int4 uses it"),
+                "predict": (("torch",), ("artifact", "inference"),
+                            "an ONNX model is labelled without the training stack (requirements-runtime.txt only; "
+                            "bench/cold_start.md); only the other formats need load_artifact")}
 
 
 def _lazy_third_party(module: str, node) -> bool:
-    """`import <package>[.sub]` of the module's LAZY_IMPORTS package (a plain import: no relative one)."""
-    package = LAZY_IMPORTS.get(module, (None,))[0]
-    return package is not None and isinstance(node, ast.Import) and \
-        all(a.name == package or a.name.startswith(package + ".") for a in node.names)
+    """`import <package>[.sub]` of a LAZY_IMPORTS package, or `from .<module> import ...` of a LAZY_IMPORTS
+    package module, of this module."""
+    packages, modules, _ = LAZY_IMPORTS.get(module, ((), (), ""))
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 1 and node.module in modules
+    return all(any(a.name == p or a.name.startswith(p + ".") for p in packages) for a in node.names)
+
+
+def test_no_stage_imports_predict():
+    """predict's lazy imports of package modules are safe only while no stage depends on predict."""
+    root = Path(__file__).resolve().parents[1]
+    for name in STAGES:
+        todo, closure = sorted(_package_imports(root / "stages" / f"{name}.py")), set()
+        while todo:
+            module = todo.pop()
+            if module not in closure:
+                closure.add(module)
+                todo += _package_imports(root / "banglacompress" / f"{module}.py")
+        assert "predict" not in closure, name
 
 
 def test_only_int4_imports_bitsandbytes():

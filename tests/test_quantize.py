@@ -1,5 +1,5 @@
 """Quantization formats on tiny models: every method round-trips through load_artifact, agrees with
-FP32 on a trained model, is sized honestly; the final model directory, the predict command and the torch-free runtime."""
+FP32 on a trained model, is sized honestly; the final model directory and the predict command (ONNX models without torch)."""
 import ast
 import copy
 import io
@@ -23,7 +23,6 @@ from banglacompress.measure import artifact_size
 from banglacompress.models import build_model, count_params
 from banglacompress.predict import main as predict_main
 from banglacompress.runtime import OnnxClassifier
-from banglacompress.runtime import main as runtime_main
 from banglacompress.onnx_format import OrtModel
 from banglacompress.quantize import (FP16_FILE, INT4_FILE, OPTION_KEYS, QUANT_METHODS, activation_calibration,
                                      check_quantize_params, is_4bit)
@@ -307,11 +306,13 @@ def test_predict_reads_stdin(tmp_path, trained, capsys, monkeypatch):
     (["--model", "{final}", "--csv", "{tmp}/nope.csv", "--column", "x"], "nope.csv not found"),
     (["--model", "{final}", "--csv", "{tmp}/in.csv", "--column", "body"], "has no column 'body'"),
     (["--model", "{final}", "--csv", "{tmp}/in.csv"], "choose one with --column"),
+    (["--model", "{final}", "--csv", "{tmp}/latin1.csv", "--column", "a"], "is not UTF-8"),
     (["--model", "{final}", "--batch-size", "0", "x"], "--batch-size must be at least 1"),
 ])
 def test_predict_bad_input_is_one_line_and_exit_2(tmp_path, trained, capsys, argv, message):
     final = _final(tmp_path, trained, "none")
     pd.DataFrame({"a": ["x"], "b": ["y"]}).to_csv(tmp_path / "in.csv", index=False)
+    (tmp_path / "latin1.csv").write_bytes("a\ncaf\xe9\n".encode("latin-1"))
     fill = {"tmp": str(tmp_path), "final": str(final)}
     code, out, err = _run_predict([a.format(**fill) for a in argv], capsys)
     assert code == 2 and out == ""
@@ -326,48 +327,84 @@ def test_predict_module_entry_point_exit_code(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "not found" in proc.stderr
 
 
-# --------------------------------------------------------------------------- the torch-free runtime
-# Every package the training stack brings and the deploy path must not need.
+# --------------------------------------------------------------------------- predict without torch (ONNX)
+# Every package of the training stack, which labelling an ONNX model must not need.
 TRAINING_STACK = ("torch", "transformers", "sklearn", "pandas", "onnx", "accelerate", "dvclive", "bitsandbytes")
 BLOCKER = """
 import importlib.abc, runpy, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name.split(".")[0] in {blocked!r}:
-            raise ImportError(f"{{name}} is blocked: the runtime must not import it")
+            raise ImportError(f"{{name}} is blocked")
 sys.meta_path.insert(0, Block())
-sys.argv = ["runtime", *{argv!r}]
-runpy.run_module("banglacompress.runtime", run_name="__main__")
+sys.argv = ["predict", *{argv!r}]
+runpy.run_module("banglacompress.predict", run_name="__main__")
 """
 
 
-def _run_runtime_without_training_stack(argv, blocked=TRAINING_STACK):
+def _predict_without(argv, blocked=TRAINING_STACK):
+    """`python -m banglacompress.predict ARGV` in a process where importing `blocked` fails."""
     code = BLOCKER.format(blocked=set(blocked), argv=list(argv))
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=venv_env(), capture_output=True, text=True,
                           timeout=120)
 
 
 @pytest.mark.parametrize("method", ["onnx_int8", "onnx_fp32"])
-def test_runtime_labels_like_predict_with_the_training_stack_blocked(tmp_path, trained, capsys, method):
-    """`python -m banglacompress.runtime` on an ONNX models/final, in a process where importing torch,
-    transformers, scikit-learn, pandas or onnx fails, writes the rows predict writes."""
+def test_predict_labels_an_onnx_model_with_the_training_stack_blocked(tmp_path, trained, method):
+    """predict on an ONNX model, in a process where importing torch, transformers, scikit-learn, pandas or onnx
+    fails, writes the rows that load_artifact + TextClassifier (what evaluate times) give."""
     final = _final(tmp_path, trained, method)
     texts = TEXTS[TEST][:9] + ["", "  কী   খবর ", "x" * 400]
-    argv = ["--model", str(final), "--format", "jsonl", "--threads", "1", *texts]
-    proc = _run_runtime_without_training_stack(argv)
+    proc = _predict_without(["--model", str(final), "--format", "jsonl", "--threads", "1", *texts])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    code, out, _ = _run_predict(argv, capsys)
-    assert code == 0
-    got, want = ([json.loads(line) for line in o.splitlines()] for o in (proc.stdout, out))
-    assert [r["text"] for r in got] == texts and [r["HateSpeech"] for r in got] == [r["HateSpeech"] for r in want]
-    assert np.allclose([r["prob_HateSpeech"] for r in got], [r["prob_HateSpeech"] for r in want], atol=1e-6)
+    got = [json.loads(line) for line in proc.stdout.splitlines()]
+    probs, decisions = TextClassifier(*load_artifact(final, threads=1))(texts)
+    assert [r["text"] for r in got] == texts and [r["HateSpeech"] for r in got] == decisions[:, 0].tolist()
+    assert np.allclose([r["prob_HateSpeech"] for r in got], probs[:, 0], atol=1e-6)
 
 
 def test_the_blocker_fails_a_run_that_imports_what_it_blocks(tmp_path, trained):
-    """The check above can fail: blocking a package the runtime does import (onnxruntime) stops the run."""
+    """The check above can fail: blocking a package the ONNX path does import (onnxruntime) stops the run."""
     final = _final(tmp_path, trained, "onnx_int8")
-    proc = _run_runtime_without_training_stack(["--model", str(final), "x"], blocked=("onnxruntime",))
+    proc = _predict_without(["--model", str(final), "x"], blocked=("onnxruntime",))
     assert proc.returncode != 0 and "onnxruntime is blocked" in proc.stderr
+
+
+@pytest.mark.parametrize("method", ["none", "dynamic"])
+def test_a_torch_format_without_the_training_stack_is_one_line_naming_what_to_install(tmp_path, trained, method):
+    final = _final(tmp_path, trained, method)
+    proc = _predict_without(["--model", str(final), "একটি মন্তব্য"])
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"error: predict: {final} holds a '{method}' model") and \
+        "pip install -r requirements.txt" in proc.stderr and "onnx_int8" in proc.stderr
+
+
+@pytest.mark.parametrize("method", ["onnx_int8", "onnx_fp32"])
+def test_onnx_classifier_is_text_classifier(tmp_path, trained, method):
+    """The ONNX path predict takes (OnnxClassifier) and the one evaluate times (TextClassifier on load_artifact)
+    give the same ids, logits and decisions, one text or many, in any batch size."""
+    final = _final(tmp_path, trained, method)
+    lite, full = OnnxClassifier(final, threads=1), TextClassifier(*load_artifact(final, threads=1))
+    texts = TEXTS[TEST] + ["", "  কী   খবর ", "x" * 400, float("nan")]
+    assert lite.encode(texts) == full.encode(texts) and lite.pad_id == full.pad_id
+    for batch_size in (1, 7, 64):
+        assert np.array_equal(lite.logits(texts, batch_size), full.logits(texts, batch_size))
+    assert np.array_equal(lite(texts)[1], full(texts)[1])
+    assert lite([])[0].shape == (0, 1)
+    with pytest.raises(UserError, match="holds a 'none' model, not an ONNX one"):
+        OnnxClassifier(_final(tmp_path / "fp32", trained, "none"))
+
+
+def test_predict_reads_a_csv_column_as_pandas_does(tmp_path, trained, capsys):
+    """predict's stdlib CSV reader: a BOM, quoted commas and newlines, empty cells, as pandas reads them."""
+    final = _final(tmp_path, trained, "onnx_int8")
+    frame = pd.DataFrame({"id": [1, 2, 3, 4], "Comments": ["আমি, তুমি", "দুই\nলাইন", "", "\"উদ্ধৃতি\""]})
+    frame.to_csv(tmp_path / "in.csv", index=False, encoding="utf-8-sig")
+    code, out, err = _run_predict(["--model", str(final), "--csv", str(tmp_path / "in.csv"), "--column", "Comments",
+                                   "--format", "jsonl"], capsys)
+    assert code == 0, err
+    want = read_csv(tmp_path / "in.csv", keep_empty=True)["Comments"].tolist()
+    assert [json.loads(line)["text"] for line in out.splitlines()] == want == frame.Comments.tolist()
 
 
 # import name -> distribution name, where they differ
@@ -375,9 +412,9 @@ DISTRIBUTIONS = {"yaml": "pyyaml"}
 
 
 def _imports(path) -> tuple[set[str], set[str]]:
-    """(third-party top-level packages, package-relative modules) a file imports."""
+    """(third-party top-level packages, package-relative modules) a file imports at module level."""
     third, package = set(), set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Import):
             third.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -390,76 +427,21 @@ def _pins(path) -> dict:
     return dict(line.split("==") for line in lines if line)
 
 
-def test_requirements_runtime_covers_the_runtime_and_pins_what_requirements_pins():
-    """requirements-runtime.txt names every package the runtime and the modules it imports need (and no
-    more), at the versions requirements.txt pins, so a deploy gets the versions the pipeline was run with."""
-    package, todo, seen, needed = ROOT / "banglacompress", ["runtime"], set(), set()
-    while todo:  # runtime.py and every package module it imports, at any depth
+def test_requirements_runtime_covers_predicts_onnx_path_and_pins_what_requirements_pins():
+    """requirements-runtime.txt names every package that predict's module-level imports need, at any depth in
+    the package (and no more), at the versions requirements.txt pins."""
+    package, todo, seen, needed = ROOT / "banglacompress", ["predict"], set(), set()
+    while todo:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
             third, local = _imports(package / f"{module}.py")
             needed |= {DISTRIBUTIONS.get(m, m) for m in third}
             todo += sorted(local)
-    assert seen == {"runtime", "config", "integrity"}
+    assert seen == {"predict", "runtime", "config", "integrity"}
     runtime_pins, all_pins = _pins(ROOT / "requirements-runtime.txt"), _pins(ROOT / "requirements.txt")
     assert set(runtime_pins) == needed
     assert all(all_pins[name] == version for name, version in runtime_pins.items())
-
-
-@pytest.mark.parametrize("method", ["onnx_int8", "onnx_fp32"])
-def test_onnx_classifier_is_text_classifier(tmp_path, trained, method):
-    """The runtime's classifier and predict's (TextClassifier on load_artifact) give the same ids, logits
-    and decisions, one text or many, in any batch size."""
-    final = _final(tmp_path, trained, method)
-    lite, full = OnnxClassifier(final, threads=1), TextClassifier(*load_artifact(final, threads=1))
-    texts = TEXTS[TEST] + ["", "  কী   খবর ", "x" * 400, float("nan")]
-    assert lite.encode(texts) == full.encode(texts) and lite.pad_id == full.pad_id
-    for batch_size in (1, 7, 64):
-        assert np.array_equal(lite.logits(texts, batch_size), full.logits(texts, batch_size))
-    assert np.array_equal(lite(texts)[1], full(texts)[1])
-    assert lite([])[0].shape == (0, 1)
-
-
-@pytest.mark.parametrize("method", ["none", "dynamic"])
-def test_runtime_refuses_a_torch_format_and_names_predict(tmp_path, trained, capsys, method):
-    final = _final(tmp_path, trained, method)
-    code = runtime_main(["--model", str(final), "একটি মন্তব্য"])
-    out, err = capsys.readouterr()
-    assert code == 2 and out == "" and err.count("\n") == 1
-    assert err.startswith("error: runtime: ") and "not an ONNX one" in err and "banglacompress.predict" in err
-
-
-def test_runtime_reads_a_csv_column_as_pandas_does(tmp_path, trained, capsys):
-    """The stdlib CSV reader of the runtime: a BOM, quoted commas and newlines, empty cells."""
-    final = _final(tmp_path, trained, "onnx_int8")
-    frame = pd.DataFrame({"id": [1, 2, 3, 4], "Comments": ["আমি, তুমি", "দুই\nলাইন", "", "\"উদ্ধৃতি\""]})
-    frame.to_csv(tmp_path / "in.csv", index=False, encoding="utf-8-sig")
-    code = runtime_main(["--model", str(final), "--csv", str(tmp_path / "in.csv"), "--column", "Comments",
-                         "--format", "jsonl"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    want = read_csv(tmp_path / "in.csv", keep_empty=True)["Comments"].tolist()
-    assert [json.loads(line)["text"] for line in out.splitlines()] == want == frame.Comments.tolist()
-
-
-@pytest.mark.parametrize("argv,message", [
-    (["--model", "{tmp}/missing", "text"], "model directory {tmp}/missing not found"),
-    (["--model", "{final}", "--csv", "{tmp}/nope.csv", "--column", "x"], "nope.csv not found"),
-    (["--model", "{final}", "--csv", "{tmp}/in.csv", "--column", "body"], "has no column 'body'"),
-    (["--model", "{final}", "--csv", "{tmp}/in.csv"], "choose one with --column"),
-    (["--model", "{final}", "--csv", "{tmp}/latin1.csv", "--column", "a"], "is not UTF-8"),
-    (["--model", "{final}", "--batch-size", "0", "x"], "--batch-size must be at least 1"),
-])
-def test_runtime_bad_input_is_one_line_and_exit_2(tmp_path, trained, capsys, argv, message):
-    final = _final(tmp_path, trained, "onnx_int8")
-    pd.DataFrame({"a": ["x"], "b": ["y"]}).to_csv(tmp_path / "in.csv", index=False)
-    (tmp_path / "latin1.csv").write_bytes("a\ncaf\xe9\n".encode("latin-1"))
-    fill = {"tmp": str(tmp_path), "final": str(final)}
-    code = runtime_main([a.format(**fill) for a in argv])
-    out, err = capsys.readouterr()
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith("error: runtime: ") and message.format(**fill) in err
 
 
 def test_export_stage_writes_final_model(repo, trained):
