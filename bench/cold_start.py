@@ -128,7 +128,7 @@ def main():
         for model in args.models:
             runs[model].append(one_run(model, args.threads))
             imports[model].append(import_seconds(IMPORTS[is_onnx(model)]))
-    result = {"command": "python -m bench.cold_start " + " ".join(sys.argv[1:]), "machine": machine(), "text": TEXT,
+    result = {"command": " ".join(["python -m bench.cold_start", *sys.argv[1:]]), "machine": machine(), "text": TEXT,
               "models": {model: {"format": quant_method(model), "onnx": is_onnx(model), "first_run_s": first[model],
                                  "runs_s": runs[model], **summary(runs[model]),
                                  "import_only": {"imports": IMPORTS[is_onnx(model)], "runs_s": imports[model],

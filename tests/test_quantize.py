@@ -265,6 +265,7 @@ def test_final_model_loads_and_predict_matches_it(tmp_path, trained, capsys, met
     final = _final(tmp_path, trained, method)
     card = (final / "README.md").read_text(encoding="utf-8")
     assert "0.9012" in card and "16.0×" in card and "load_artifact" in card and "banglacompress.predict" in card
+    assert ("requirements-runtime.txt" in card) == (method == "onnx_int8")  # the torch-free deploy, ONNX only
     model, tok, info = load_artifact(final)
     texts = TEXTS[TEST][:10]
     probs = probabilities("binary", predict_logits(model, Encoded(tok, texts, None, 32)))[:, 0]

@@ -1,0 +1,76 @@
+"""bench/compare_screens.py: a screen pairs only with the default run whose teacher it used, changes are screen
+minus default per seed, and the default rule's verdict (tiny records in the shape run_bench and bench_frontier
+write)."""
+import json
+
+import pytest
+
+from bench import compare_screens as cs
+
+
+def record(tmp_path, name, dataset, seed, teacher, final, cpu="AMD EPYC"):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"machine": {"cpu": cpu}, "datasets": {dataset: {"runs": [
+        {"seed": seed, "cpu": cpu, "val": {"teacher": teacher, "final": final}}]}}}))
+    return path
+
+
+def screen(tmp_path, name, teacher, final, overrides=None, cpu="AMD EPYC"):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"overrides": overrides or {"distill.alpha": 1.0}, "machine": {"cpu": cpu}, "rows": [
+        {"teacher_val_macro_f1": teacher, "val_macro_f1_student": final, "val_macro_f1_pruned": final,
+         "val_macro_f1_final": final}]}))
+    return path
+
+
+def pairs(tmp_path, changes: dict):
+    """{dataset: [change per seed]} -> paired runs, each default run with its own teacher."""
+    out = []
+    for dataset, per_seed in changes.items():
+        for i, change in enumerate(per_seed):
+            teacher = 0.5 + 0.01 * i + 0.001 * len(out)
+            out.append(cs.pair(dataset, record(tmp_path, f"d{len(out)}", dataset, 42 + i, teacher, 0.7),
+                               screen(tmp_path, f"s{len(out)}", teacher, 0.7 + change)))
+    return out
+
+
+def test_a_screen_pairs_only_with_its_own_teacher(tmp_path):
+    base = record(tmp_path, "base", "cyberbully", 42, 0.76, 0.78)
+    p = cs.pair("cyberbully", base, screen(tmp_path, "same", 0.76, 0.80))
+    assert p["seed"] == 42 and p["change"] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="not made on"):
+        cs.pair("cyberbully", base, screen(tmp_path, "other", 0.7601, 0.80))
+    with pytest.raises(ValueError, match="CPU types"):
+        cs.pair("cyberbully", base, screen(tmp_path, "intel", 0.76, 0.80, cpu="Intel Xeon"))
+    with pytest.raises(ValueError, match="0 toxic runs"):
+        cs.pair("toxic", base, screen(tmp_path, "same", 0.76, 0.80))
+
+
+def test_the_default_side_can_be_the_committed_pipeline_dir(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "train_teacher.json").write_text(json.dumps({"val_macro_f1_tuned": 0.85}))
+    (tmp_path / "metrics" / "quantize.json").write_text(json.dumps({"val_macro_f1": 0.86}))
+    (tmp_path / "params.yaml").write_text("seed: 43\n")
+    p = cs.pair("hatespeech", tmp_path, screen(tmp_path, "s", 0.85, 0.855))
+    assert p["seed"] == 43 and p["change"] == pytest.approx(-0.005)
+
+
+@pytest.mark.parametrize("changes, verdict", [
+    ({d: [0.01, 0.012, 0.011] for d in cs.DATASETS}, "met"),
+    ({**{d: [0.01, 0.012, 0.011] for d in cs.DATASETS}, "toxic": [0.01, -0.02, -0.01]}, "fails: the mean falls on toxic"),
+    ({d: [0.01, -0.009, 0.001] for d in cs.DATASETS}, "fails: no dataset outside noise"),
+    ({"cyberbully": [0.02, 0.01], "hatespeech": [-0.001]},
+     "not decided: fewer than 3 seeds on hatespeech, cyberbully, toxic, sentnob; so far the mean falls on hatespeech"),
+])
+def test_the_default_rule(tmp_path, changes, verdict):
+    assert cs.compare(pairs(tmp_path, changes))["rule"] == verdict
+
+
+def test_one_change_at_a_time_and_each_run_once(tmp_path):
+    a = cs.pair("cyberbully", record(tmp_path, "a", "cyberbully", 42, 0.7, 0.7), screen(tmp_path, "sa", 0.7, 0.71))
+    b = cs.pair("cyberbully", record(tmp_path, "b", "cyberbully", 43, 0.6, 0.7),
+                screen(tmp_path, "sb", 0.6, 0.71, overrides={"distill.soft_loss": "mse"}))
+    with pytest.raises(ValueError, match="different params"):
+        cs.compare([a, b])
+    with pytest.raises(ValueError, match="given twice"):
+        cs.compare([a, a])
