@@ -64,14 +64,19 @@ class QuantMethod:
     storage: str        # how the weights are stored (quantization.json, model card)
     defaults: dict = field(default_factory=dict)  # the options it takes, with their defaults
     calibrated: bool = False  # run() uses calibration batches (train split)
+    cpu_only: bool = False    # a CPU format (torch.ao's fbgemm kernels, ONNX Runtime CPU): made on the CPU
 
     def resolve(self, options: dict | None = None, name: str = "this method") -> dict:
         return resolve_options("quantize", name, self.defaults, options)
 
     def quantize(self, model, calib=None, name: str = "this method", **options):
         """FP32 model -> quantized copy (the input model is left as it was). The resolved options
-        ride along on the result so save_artifact records exactly what was done."""
+        ride along on the result so save_artifact records exactly what was done. A CPU-only format is
+        made from a CPU copy when the model is on a GPU (where fit() leaves it): torch.ao has no CUDA
+        INT8 kernels, and the ONNX export and calibration batches are CPU tensors."""
         resolved = self.resolve(options, name)
+        if self.cpu_only and _device_of(model).type != "cpu":
+            model = copy.deepcopy(model).cpu()
         out = self.run(model.eval(), calib, **resolved)
         out.quant_options = resolved
         return out
@@ -434,21 +439,21 @@ QUANT_METHODS: dict[str, QuantMethod] = {
     "none": QuantMethod(_fp32, _save_fp32, _load_fp32, "FP32 safetensors"),
     "dynamic": QuantMethod(_dynamic_int8, _save_state, _load_dynamic,
                            "INT8 Linear weights (torch.ao dynamic; activations quantized per call)",
-                           {"per_channel": False, "embeddings": False}),
+                           {"per_channel": False, "embeddings": False}, cpu_only=True),
     "static": QuantMethod(_static_int8, _save_state, _load_static,
                           "INT8 Linear weights and calibrated INT8 activations (torch.ao eager static, fbgemm)",
-                          {"per_channel": True, "embeddings": False}, calibrated=True),
+                          {"per_channel": True, "embeddings": False}, calibrated=True, cpu_only=True),
     "fp16": QuantMethod(_fp16, _save_fp16, _load_fp16, "FP16 safetensors (CPU: computed in FP32)"),
     "int4": QuantMethod(_int4, _save_int4, _load_int4,
                         "NF4 4-bit Linear weights (bitsandbytes Linear4bit), packed two per byte",
                         {"embeddings": False}),
     "onnx_fp32": QuantMethod(_onnx_fp32, _save_onnx, _load_onnx, "FP32 ONNX graph (ONNX Runtime)",
-                             {"fuse": True, "threads": None}),
+                             {"fuse": True, "threads": None}, cpu_only=True),
     "onnx_int8": QuantMethod(_onnx_int8, _save_onnx, _load_onnx,
                              "INT8 ONNX graph (ONNX Runtime dynamic quantization of MatMul weights and, with "
                              "embeddings, the Gather tables; the word-embedding table at embedding_bits bits)",
                              {"per_channel": False, "embeddings": True, "embedding_bits": 8, "fuse": True,
-                              "threads": None}),
+                              "threads": None}, cpu_only=True),
 }
 
 

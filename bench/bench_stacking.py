@@ -83,7 +83,8 @@ class PlusOffset(torch.nn.Module):
     def forward(self, input_ids, attention_mask, **_):
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         keys = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask)]
-        return SimpleNamespace(logits=logits + torch.stack([self.offsets[k] for k in keys]).to(logits.dtype))
+        offsets = torch.stack([self.offsets[k] for k in keys]).to(logits.device, logits.dtype)
+        return SimpleNamespace(logits=logits + offsets)
 
 
 def offset_table(keys, task: str, full_lr: tuple, train: list[str], train_offsets: np.ndarray,

@@ -61,7 +61,9 @@ def trained():
     model, tok = _build()
     fit(model, Encoded(tok, TEXTS[TRAIN], Y[TRAIN], 32), Encoded(tok, TEXTS[VAL], None, 32), Y[VAL], task="binary",
         loss_fn=label_loss("binary", None), epochs=4, batch_size=16, lr=0.003, patience=0)
-    return model.eval(), tok
+    # fit leaves the model where accelerate trained it (a GPU when there is one); the formats are tested
+    # on CPU, and the GPU tests move it there and back.
+    return model.cpu().eval(), tok
 
 
 def _quantize(method, model, tok, **opts):
@@ -484,6 +486,22 @@ def test_int4_round_trip_on_cuda(tmp_path, trained):
     test = Encoded(tok, TEXTS[TEST], None, 32)
     assert np.allclose(predict_logits(gpu, test), predict_logits(reloaded, test), atol=1e-5)
     assert agreement("binary", _decisions(model, tok), _decisions(reloaded, tok)) >= MIN_AGREEMENT["int4"]
+
+
+@CUDA
+@pytest.mark.parametrize("method", ["dynamic", "static", "onnx_int8"])
+def test_a_cpu_format_is_made_from_a_cpu_copy_of_a_model_on_the_gpu(trained, method):
+    """Where fit() leaves a model on the GPU, a CPU-only format (cpu_only in its spec) quantizes a CPU
+    copy: the same decisions as from the CPU model, and the input stays on the GPU."""
+    model, tok = trained
+    on_cpu = _decisions(_quantize(method, model, tok), tok)
+    try:
+        from_gpu = _quantize(method, model.to("cuda"), tok)
+        assert next(model.parameters()).is_cuda
+    finally:
+        model.to("cpu")
+    assert QUANT_METHODS[method].cpu_only
+    assert np.array_equal(_decisions(from_gpu, tok), on_cpu)
 
 
 def test_an_option_the_method_does_not_take_is_an_error_that_names_it(trained):

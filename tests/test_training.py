@@ -1,14 +1,23 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from banglacompress.data import Encoded, class_weights
 from banglacompress.distill import check_teacher, logit_kd, soft_logit_loss
-from banglacompress.models import build_model
+from banglacompress.models import build_model, load_model_dir
 from banglacompress.scoring import decide, macro_f1, probabilities, tune_thresholds
 from banglacompress.train import fit, label_loss, predict_logits
-from conftest import TINY_ARCH, synthetic_frame
+from conftest import TINY_ARCH, run_stage, synthetic_frame, tiny_params, venv_env, write_params
 
 import pytest
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def _task_data(task, n=400):
@@ -108,6 +117,7 @@ def test_freeze_base_trains_only_the_head():
     head_before = model.classifier.weight.clone()
     fit(model, Encoded(tok, texts[:100], y[:100], 32), Encoded(tok, texts[100:], None, 32), y[100:], task="binary",
         loss_fn=label_loss("binary", None), epochs=1, batch_size=16, lr=0.01, patience=0, select_best=False)
+    model.cpu()  # fit leaves it where it trained (a GPU when there is one)
     assert all(torch.equal(a, b) for a, b in zip(base_before, model.bert.parameters()))
     assert not torch.equal(head_before, model.classifier.weight)
 
@@ -131,29 +141,31 @@ def test_cross_validation_reports_every_fold():
     assert report["cv_macro_f1_std"] == pytest.approx(np.std(folds)) and report["cv_macro_f1_std"] > 0
 
 
+def _prepared_stage_repo(repo: Path, tmp_path: Path, rows: int = 300, teacher_epochs: int = 2) -> Path:
+    """The repo copy with tiny params, a first commit (dvclive wants a git repository with one) and the
+    prepare stage run: ready for the training stages as scripts."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    synthetic_frame("binary", n=rows).to_csv(tmp_path / "data.csv", index=False)
+    params = tiny_params(tmp_path / "data.csv")
+    params["teacher"].update(epochs=teacher_epochs, patience=0)
+    write_params(repo, params)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
+    assert run_stage(repo, "prepare").returncode == 0
+    return repo
+
+
 def test_train_teacher_runs_unchanged_as_two_process_cpu_data_parallel(repo, tmp_path):
     """`torchrun --nproc_per_node 2` with ACCELERATE_USE_CPU=1 on the unchanged stage script: accelerate
     shards the batches over two gloo processes, both ranks share rank 0's tokenizer, and only rank 0
     writes the model, which reloads. (`accelerate launch --cpu --num_processes 2` starts one process
     here: its multi-CPU launcher needs MPI.)"""
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from conftest import run_stage, synthetic_frame, tiny_params, venv_env, write_params
-
     torchrun = Path(sys.executable).parent / "torchrun"
-    if not torchrun.exists() or shutil.which("git") is None:
+    if not torchrun.exists():
         pytest.skip("torchrun not installed next to this interpreter")
-    synthetic_frame("binary", n=300).to_csv(tmp_path / "data.csv", index=False)
-    params = tiny_params(tmp_path / "data.csv")
-    params["teacher"].update(epochs=2, patience=0)
-    write_params(repo, params)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],  # dvclive wants a git repository with a commit
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
-        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
-    assert run_stage(repo, "prepare").returncode == 0
+    _prepared_stage_repo(repo, tmp_path)
     env = {**venv_env(), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533",
                              "stages/train_teacher.py"], cwd=repo, env=env, capture_output=True, text=True,
@@ -161,10 +173,57 @@ def test_train_teacher_runs_unchanged_as_two_process_cpu_data_parallel(repo, tmp
     assert result.returncode == 0, result.stderr[-3000:]
     assert "data-parallel over 2 processes" in result.stderr and "rank 1" in result.stderr, result.stderr[-2000:]
     assert result.stderr.count("[train_teacher] done") == 2
-    from banglacompress.models import load_model_dir
     model, tokenizer, info = load_model_dir(repo / "models" / "teacher")
     assert info["task"] == "binary" and len(tokenizer) > 10
     assert not list(repo.glob("models/.teacher.tmp-*"))
+
+
+def _accelerate_launch(repo: Path, stage: str, precision: str) -> subprocess.CompletedProcess:
+    """`accelerate launch --mixed_precision P stages/<stage>.py` on one GPU, as the README shows it."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+           "--dynamo_backend", "no", "--mixed_precision", precision, f"stages/{stage}.py"]
+    return subprocess.run(cmd, cwd=repo, env=venv_env(), capture_output=True, text=True, timeout=600)
+
+
+@CUDA
+def test_stages_run_unchanged_under_accelerate_launch_on_one_cuda_gpu(repo, tmp_path):
+    """The README's one-GPU commands on the unchanged stage scripts: the teacher under
+    `accelerate launch --mixed_precision fp16`, the student under bf16, then prune (a plain run, which
+    accelerate puts on the GPU), quantize and evaluate. Each loop autocasts on cuda, the saved models stay
+    FP32, and every stage learned the marker words (a model that learned nothing scores 0.33-0.5).
+    The same data and bars as test_pipeline's DVC smoke test, there without pretraining."""
+    _prepared_stage_repo(repo, tmp_path, rows=1200, teacher_epochs=3)
+    for stage, precision in (("train_teacher", "fp16"), ("distill", "bf16")):
+        result = _accelerate_launch(repo, stage, precision)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"mixed precision {precision} (autocast on cuda)" in result.stderr, result.stderr[-2000:]
+    for stage in ("prune", "quantize", "evaluate"):
+        result = run_stage(repo, stage, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("teacher", "student", "pruned"):
+        model, _, _ = load_model_dir(repo / "models" / name)
+        assert {p.dtype for p in model.parameters()} == {torch.float32}, name
+    rows = json.loads((repo / "metrics" / "summary.json").read_text())["stages"]
+    assert rows["teacher"]["macro_f1"] > 0.9, rows["teacher"]["macro_f1"]
+    assert all(row["f1_retained"] > 0.9 for name, row in rows.items() if name != "teacher"), rows
+
+
+@CUDA
+def test_train_teacher_on_cuda_is_bitwise_reproducible(repo, tmp_path):
+    """Two plain runs of train_teacher on a GPU give the same weights, bit for bit (configure_torch's
+    deterministic algorithms); a CPU run gives other weights, which shows the two runs were on the GPU."""
+    _prepared_stage_repo(repo, tmp_path)
+
+    def weights(env=None):
+        result = run_stage(repo, "train_teacher", timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return load_file(repo / "models" / "teacher" / "model.safetensors")
+
+    first, second = weights(), weights()
+    cpu = weights({**venv_env(), "ACCELERATE_USE_CPU": "1"})
+    differ = [name for name in first if not torch.equal(first[name], second[name])]
+    assert not differ, f"{len(differ)} of {len(first)} tensors differ between two CUDA runs, e.g. {differ[:3]}"
+    assert any(not torch.equal(first[name], cpu[name]) for name in first)
 
 
 @pytest.fixture
@@ -178,12 +237,17 @@ def fresh_accelerate_state(monkeypatch):
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
-@pytest.mark.parametrize("precision,expected", [("bf16", torch.bfloat16), ("fp16", torch.float32)])
-def test_mixed_precision_from_accelerate_launch(fresh_accelerate_state, capsys, precision, expected):
+@pytest.mark.parametrize("device,precision,expected", [
+    ("cpu", "bf16", torch.bfloat16), ("cpu", "fp16", torch.float32),
+    pytest.param("cuda", "fp16", torch.float16, marks=CUDA), pytest.param("cuda", "bf16", torch.bfloat16, marks=CUDA)])
+def test_mixed_precision_from_accelerate_launch(fresh_accelerate_state, capsys, device, precision, expected):
     """`accelerate launch --mixed_precision X` sets ACCELERATE_MIXED_PRECISION; fit picks it up unchanged.
     On CPU bf16 autocasts (the Linear layers compute in bfloat16) while the weights and the saved model
-    stay FP32; fp16 is GPU-only in accelerate, which would silently train in FP32: fit says so."""
+    stay FP32; fp16 is GPU-only in accelerate, which would silently train in FP32: fit says so. On a GPU
+    both autocast. (ACCELERATE_USE_CPU pins the CPU cases to the CPU on a machine that has a GPU.)"""
     fresh_accelerate_state.setenv("ACCELERATE_MIXED_PRECISION", precision)
+    if device == "cpu":
+        fresh_accelerate_state.setenv("ACCELERATE_USE_CPU", "1")
     meta = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1}
     frame = synthetic_frame("binary", n=120)
     texts, y = frame.Comments.tolist(), frame[["HateSpeech"]].to_numpy(np.float32)
@@ -196,7 +260,8 @@ def test_mixed_precision_from_accelerate_launch(fresh_accelerate_state, capsys, 
     err = capsys.readouterr().err
     assert expected in seen, seen
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    if precision == "bf16":
-        assert "mixed precision bf16 (autocast on cpu)" in err
+    assert next(model.parameters()).device.type == device
+    if device == "cuda" or precision == "bf16":
+        assert f"mixed precision {precision} (autocast on {device})" in err
     else:
         assert "warning: mixed precision fp16 is not available on cpu; training in FP32" in err

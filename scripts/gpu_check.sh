@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The CUDA checks, for a machine with an NVIDIA GPU and this project's requirements installed (a CUDA build
+# of torch; bitsandbytes with its CUDA library). CI and the 2-core dev machine have no GPU, so these tests
+# skip there; run this wherever a GPU is lent and commit what it prints (README, "GPU paths").
+#   bash scripts/gpu_check.sh [LOG_DIR]      (default LOG_DIR: gpu_check_logs/)
+# 1. what the machine is (GPU, driver, package versions);
+# 2. the CUDA tests: fp16 and int4 (NF4) artifacts on cuda, mixed-precision autocast in fit, the stage
+#    scripts under `accelerate launch --mixed_precision fp16|bf16`, bitwise-reproducible training on cuda;
+# 3. the whole suite on this machine (where training tests now run on the GPU), with a time limit.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOG=${1:-gpu_check_logs}
+SUITE_LIMIT=${SUITE_LIMIT:-240}
+mkdir -p "$LOG"
+export PYTHONUNBUFFERED=1
+
+{
+  date -u +%FT%TZ
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__,
+'| cuda', torch.version.cuda, '| available', torch.cuda.is_available(), '|', torch.cuda.get_device_name(0))"
+  python -m pip list 2>/dev/null | grep -i -E "^(accelerate|bitsandbytes|dvc|dvclive|onnx|onnxruntime|transformers|tokenizers|sentencepiece|scikit-learn|pandas|numpy|safetensors) "
+} 2>&1 | tee "$LOG/env.txt"
+
+# -k cuda picks the CUDA tests by name; -rs lists any that skipped, so a skip cannot pass for a pass.
+python -m pytest -q -rs -p no:cacheprovider --durations=10 -k cuda tests/test_training.py tests/test_quantize.py \
+  2>&1 | tee "$LOG/cuda_tests.log"
+cuda_rc=${PIPESTATUS[0]}
+
+timeout "$SUITE_LIMIT" python -m pytest -q -rfEs -p no:cacheprovider -n "${WORKERS:-8}" --dist loadfile tests \
+  2>&1 | tee "$LOG/full_suite.log"
+echo "full suite exit code ${PIPESTATUS[0]} (124: stopped at ${SUITE_LIMIT} s)" | tee -a "$LOG/full_suite.log"
+exit "$cuda_rc"
