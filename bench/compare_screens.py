@@ -101,12 +101,12 @@ def render(saved: dict) -> str:
              "teacher val macro-F1 checked). Val macro-F1 only, thresholds tuned on val; test is not read. A change "
              "is outside seed noise when every seed agrees on its sign and its mean is more than 2 std (n − 1) "
              "from zero.", "",
-             "| dataset | seed | teacher | student | pruned | final, default → screen | change |",
-             "|---|---|---|---|---|---|---:|"]
+             "| dataset | seed | CPU (both sides) | teacher | student | pruned | final, default → screen | change |",
+             "|---|---|---|---|---|---|---|---:|"]
     for name, d in saved["datasets"].items():
         for p in d["runs"]:
             s = p["screen"]
-            lines.append(f"| {name} | {p['seed']} | {fmt(s['teacher'])} | {fmt(s['student'])} | {fmt(s['pruned'])} "
+            lines.append(f"| {name} | {p['seed']} | {s['cpu']} | {fmt(s['teacher'])} | {fmt(s['student'])} | {fmt(s['pruned'])} "
                          f"| {fmt(p['base']['final'])} → {fmt(s['final'])} | {p['change']:+.4f} |")
     lines += ["", "| dataset | seeds | final val change, mean ± std | outside noise |", "|---|---|---|---|"]
     for name, d in saved["datasets"].items():

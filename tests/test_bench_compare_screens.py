@@ -66,6 +66,15 @@ def test_the_default_rule(tmp_path, changes, verdict):
     assert cs.compare(pairs(tmp_path, changes))["rule"] == verdict
 
 
+def test_pairs_from_different_machines_mix_and_each_row_names_its_cpu(tmp_path):
+    """Each pair is made on one machine; seeds may come from different ones, and the table says which."""
+    a = cs.pair("toxic", record(tmp_path, "a", "toxic", 43, 0.6, 0.7), screen(tmp_path, "sa", 0.6, 0.71))
+    b = cs.pair("toxic", record(tmp_path, "b", "toxic", 44, 0.5, 0.7, cpu="Intel Xeon"),
+                screen(tmp_path, "sb", 0.5, 0.72, cpu="Intel Xeon"))
+    text = cs.render({"command": "c", **cs.compare([a, b])})
+    assert "| toxic | 43 | AMD EPYC |" in text and "| toxic | 44 | Intel Xeon |" in text
+
+
 def test_one_change_at_a_time_and_each_run_once(tmp_path):
     a = cs.pair("cyberbully", record(tmp_path, "a", "cyberbully", 42, 0.7, 0.7), screen(tmp_path, "sa", 0.7, 0.71))
     b = cs.pair("cyberbully", record(tmp_path, "b", "cyberbully", 43, 0.6, 0.7),
