@@ -27,7 +27,9 @@ python -m pytest -q -rs -p no:cacheprovider --durations=10 -k cuda tests/test_tr
   2>&1 | tee "$LOG/cuda_tests.log"
 cuda_rc=${PIPESTATUS[0]}
 
-timeout "$SUITE_LIMIT" python -m pytest -q -rfEs -p no:cacheprovider -n "${WORKERS:-8}" --dist loadfile tests \
-  2>&1 | tee "$LOG/full_suite.log"
+# SIGINT at the limit, not SIGKILL: pytest then still prints which tests failed and why (--tb=line) and
+# writes the JUnit file, which a killed run does not (the first H200 run lost its failure list so).
+timeout -s INT "$SUITE_LIMIT" python -m pytest -q -rfEs --tb=line -p no:cacheprovider -p no:benchmark \
+  -n "${WORKERS:-8}" --dist loadfile --junitxml "$LOG/full_suite.xml" tests 2>&1 | tee "$LOG/full_suite.log"
 echo "full suite exit code ${PIPESTATUS[0]} (124: stopped at ${SUITE_LIMIT} s)" | tee -a "$LOG/full_suite.log"
 exit "$cuda_rc"
