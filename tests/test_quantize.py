@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import onnx
@@ -558,6 +559,28 @@ def test_fusion_makes_one_node_per_attention_block_and_keeps_the_logits(trained,
     with torch.no_grad():
         want = model(**batch).logits
     assert torch.allclose(fused(**batch).logits, want, atol=1e-4)
+
+
+def test_attention_left_unfused_is_said(trained, monkeypatch):
+    """An onnxruntime that fuses no attention here (1.30 did not: it ran unfused and slower, silently)
+    gets a warning naming its version; the pinned one fuses every block and says nothing."""
+    from banglacompress import onnx_format
+    model, _ = trained
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fused = QUANT_METHODS["onnx_fp32"].quantize(model).report["fused_ops"]
+    assert fused["Attention"] == model.config.num_hidden_layers
+    assert not [w for w in seen if "fused no attention" in str(w.message)]
+
+    class NoAttentionFusion(onnx_format.FusionOptions):
+        def __init__(self, model_type):
+            super().__init__(model_type)
+            self.enable_attention = False
+
+    monkeypatch.setattr(onnx_format, "FusionOptions", NoAttentionFusion)
+    with pytest.warns(UserWarning, match=r"ONNX Runtime \S+ fused no attention block of this model"):
+        out = QUANT_METHODS["onnx_fp32"].quantize(model)
+    assert "Attention" not in out.report["fused_ops"]
 
 
 def test_a_wrong_fusion_is_not_kept(trained, monkeypatch):
