@@ -109,8 +109,8 @@ def fuse_graph(model, onnx_bytes: bytes, *, embeddings: bool = True) -> tuple[by
             root.setLevel(level)
     counts = {op: n for op, n in fused.get_fused_operator_statistics().items() if n and op in FUSED_OPS}
     if not counts.get("Attention"):
-        # Said, not silent: onnxruntime before 1.32 fuses no attention in this export (its graph then runs
-        # unfused, slower at batch 1), and nor does any version when pruning left unequal head counts.
+        # Said, not silent: onnxruntime 1.30 fuses no attention in this export (1.32 does; 1.31 is untried), so
+        # its graph runs unfused, slower at batch 1; nor does any version when pruning left unequal head counts.
         warnings.warn(f"quantize.fuse: ONNX Runtime {ort.__version__} fused no attention block of this model, so "
                       "batch-1 inference runs unfused and slower (bench/SPEED.md); onnxruntime 1.32.0, the pinned "
                       "version, fuses this export unless structured pruning left blocks with different head counts")
