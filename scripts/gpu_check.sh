@@ -2,14 +2,14 @@
 # The CUDA checks, for a machine with an NVIDIA GPU and this project's requirements installed (a CUDA build
 # of torch; bitsandbytes with its CUDA library). CI and the 2-core dev machine have no GPU, so these tests
 # skip there; run this wherever a GPU is lent and commit what it prints (README, "GPU paths").
-#   bash scripts/gpu_check.sh [LOG_DIR]      (default LOG_DIR: gpu_check_logs/)
+#   bash scripts/gpu_check.sh [LOG_DIR]      (default LOG_DIR: bench/logs/gpu_check_<UTC date>/, beside the first run)
 # 1. what the machine is (GPU, driver, package versions);
 # 2. the CUDA tests: fp16 and int4 (NF4) artifacts on cuda, mixed-precision autocast in fit, the stage
 #    scripts under `accelerate launch --mixed_precision fp16|bf16`, bitwise-reproducible training on cuda;
 # 3. the whole suite on this machine (where training tests now run on the GPU), with a time limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-LOG=${1:-gpu_check_logs}
+LOG=${1:-bench/logs/gpu_check_$(date -u +%F)}
 SUITE_LIMIT=${SUITE_LIMIT:-240}
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
