@@ -491,7 +491,7 @@ def test_int4_round_trip_on_cuda(tmp_path, trained):
 
 @CUDA
 @pytest.mark.parametrize("method", ["dynamic", "static", "onnx_int8"])
-def test_a_cpu_format_is_made_from_a_cpu_copy_of_a_model_on_the_gpu(trained, method):
+def test_a_cpu_format_is_made_from_a_cpu_copy_of_a_model_on_cuda(trained, method):
     """Where fit() leaves a model on the GPU, a CPU-only format (cpu_only in its spec) quantizes a CPU
     copy: the same decisions as from the CPU model, and the input stays on the GPU."""
     model, tok = trained
