@@ -20,6 +20,22 @@ export PYTHONUNBUFFERED=1
   python -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__,
 '| cuda', torch.version.cuda, '| available', torch.cuda.is_available(), '|', torch.cuda.get_device_name(0))"
   python -m pip list 2>/dev/null | grep -i -E "^(accelerate|bitsandbytes|dvc|dvclive|onnx|onnxruntime|transformers|tokenizers|sentencepiece|scikit-learn|pandas|numpy|safetensors) "
+  # A GPU image brings its own torch and friends; name every package that is not at requirements.txt's pin,
+  # since a version can fail a test by itself (onnxruntime 1.30 fused no attention on the first H200 run).
+  python - <<'PY'
+import re
+from importlib.metadata import PackageNotFoundError, version
+for line in open("requirements.txt"):
+    m = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line.strip())
+    if not m:
+        continue
+    try:
+        installed = version(m[1])
+    except PackageNotFoundError:
+        installed = "not installed"
+    if installed.split("+")[0] != m[2]:
+        print(f"not at its pin: {m[1]} {installed} (requirements.txt: {m[2]})")
+PY
 } 2>&1 | tee "$LOG/env.txt"
 
 # -k cuda picks the CUDA tests by name; -rs lists any that skipped, so a skip cannot pass for a pass.
