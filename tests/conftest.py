@@ -124,7 +124,7 @@ def run_stage(repo_dir: Path, stage: str, timeout: int = 300, env: dict | None =
 def pytest_collection_modifyitems(config, items):
     """scripts/gpu_check.sh picks the CUDA tests with `-k cuda`, on a lent GPU with minutes to spare. A
     CUDA-only test without "cuda" in its name would be left to the whole-suite pass there, which is cut off
-    at a time limit: on the first H200 run one was, unseen. So such a name stops the collection."""
+    at a time limit (the CPU-copy test in test_quantize.py was first named so). Such a name stops the collection."""
     unnamed = [item.nodeid for item in items if "cuda" not in item.nodeid.lower()
                and any(m.kwargs.get("reason") == "needs a CUDA GPU" for m in item.iter_markers("skipif"))]
     if unnamed:
