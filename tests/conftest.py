@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +17,11 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 NEUTRAL = ["আমি", "তুমি", "ভালো", "বই", "খেলা", "গান", "আজ", "কাল", "বাড়ি", "স্কুল", "নদী", "আকাশ", "ভাত", "মাছ"]
 MARKERS = {"hate": ["ঘৃণা", "খারাপ", "মার"], "sexual": ["অশ্লীল", "নোংরা"], "religious": ["ধর্ম", "কাফের"],
            "neutral": ["ঠিক", "আছে"], "positive": ["চমৎকার", "সুন্দর"], "negative": ["বাজে", "দুঃখ"]}
+
+# The CUDA-only tests' mark, one for all files: scripts/gpu_check.sh selects them with `-k cuda`, and
+# pytest_collection_modifyitems below finds them by it.
+CUDA_REASON = "needs a CUDA GPU"
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason=CUDA_REASON)
 
 TINY_ARCH = {"family": "bert", "layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "vocab_size": 300}
 
@@ -126,6 +132,6 @@ def pytest_collection_modifyitems(config, items):
     CUDA-only test without "cuda" in its name would be left to the whole-suite pass there, which is cut off
     at a time limit (the CPU-copy test in test_quantize.py was first named so). Such a name stops the collection."""
     unnamed = [item.nodeid for item in items if "cuda" not in item.nodeid.lower()
-               and any(m.kwargs.get("reason") == "needs a CUDA GPU" for m in item.iter_markers("skipif"))]
+               and any(m.kwargs.get("reason") == CUDA_REASON for m in item.iter_markers("skipif"))]
     if unnamed:
         raise pytest.UsageError(f"CUDA-only tests need 'cuda' in their names (gpu_check.sh selects -k cuda): {unnamed}")

@@ -29,7 +29,7 @@ from banglacompress.quantize import (FP16_FILE, INT4_FILE, OPTION_KEYS, QUANT_ME
                                      check_quantize_params, is_4bit)
 from banglacompress.scoring import agreement, decide, macro_f1, probabilities
 from banglacompress.train import fit, label_loss, predict_logits
-from conftest import ROOT, TINY_ARCH, run_stage, synthetic_frame, venv_env
+from conftest import CUDA, ROOT, TINY_ARCH, run_stage, synthetic_frame, venv_env
 
 META = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1}
 FRAME = synthetic_frame("binary", n=400, seed=1)
@@ -37,7 +37,6 @@ TEXTS, Y = FRAME.Comments.tolist(), FRAME[["HateSpeech"]].to_numpy(np.float32)
 TRAIN, VAL, TEST = slice(0, 240), slice(240, 320), slice(320, 400)
 INFO = {"task": "binary", "label_names": ["HateSpeech"], "thresholds": [0.5], "max_length": 32}
 ARCH = dict(TINY_ARCH, hidden=64, ffn=128)
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 # Stated bounds: share of held-out decisions the reloaded artifact must share with FP32 (trained tiny
 # model), and the largest macro-F1 change allowed. 4-bit weights are the lossiest.

@@ -13,11 +13,9 @@ from banglacompress.distill import check_teacher, logit_kd, soft_logit_loss
 from banglacompress.models import build_model, load_model_dir
 from banglacompress.scoring import decide, macro_f1, probabilities, tune_thresholds
 from banglacompress.train import fit, label_loss, predict_logits
-from conftest import TINY_ARCH, run_stage, synthetic_frame, tiny_params, venv_env, write_params
+from conftest import CUDA, TINY_ARCH, run_stage, synthetic_frame, tiny_params, venv_env, write_params
 
 import pytest
-
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def _task_data(task, n=400):
