@@ -475,27 +475,28 @@ STUDENT_STARTS = {"from_teacher": _student_from_teacher}
 
 
 # --------------------------------------------------------------------------- the distill stage
-def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher_dir: str | Path,
-                  out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None,
-                  desc: str = "student", corpus: str | Path = CORPUS_FILE) -> dict | None:
-    """The distill stage: check the teacher against the majority baseline on val, cache its logits on the
-    transfer set (the train split, plus with distill.transfer=corpus the unlabelled texts of `corpus`; the
-    teacher's own tokenizer), build the student (student group), train it on labels and teacher
-    (distill group), tune thresholds on val and save it to out_dir. Returns the stage's metrics (None on
-    a non-zero data-parallel rank, which writes nothing)."""
-    check_distill_params(cfg)
-    check_fit_options("distill", cfg)
-    method = KD_METHODS[cfg["method"]]
-    train_texts, y_train, meta = load_split(prepared, "train")
-    val_texts, y_val, _ = load_split(prepared, "val")
-    # Attention maps need eager attention (sdpa returns none in transformers 5).
-    teacher, teacher_tok, teacher_info = load_model_dir(
-        teacher_dir, attn_implementation="eager" if "attention" in method.features else None)
+@dataclass
+class KDTargets:
+    """What the student is distilled on: the transfer texts (the train split first, then the unlabelled rows of
+    distill.transfer), a hard label for each (labels, then PSEUDO_LABELS decisions), the soft-target logits of each
+    (the teacher blended with TF-IDF), the teacher's own encoding of them (feature KD reads it), and the report."""
+    texts: list[str]
+    targets: np.ndarray
+    soft: torch.Tensor
+    teacher_set: Encoded
+    report: dict
+
+
+def kd_targets(cfg: dict, meta: dict, *, train: tuple[list[str], np.ndarray], val: tuple[list[str], np.ndarray],
+               teacher, teacher_tok, teacher_info: dict, max_length: int, seed: int,
+               corpus: str | Path = CORPUS_FILE) -> KDTargets:
+    """Check the teacher against the majority baseline on val, then compute the soft targets once on the transfer
+    set, with the teacher's own tokenizer (rows are matched to student batches by index)."""
+    (train_texts, y_train), (val_texts, y_val) = train, val
     teacher_val = predict_logits(teacher, Encoded(teacher_tok, val_texts, None, max_length), desc="teacher val")
     report = check_teacher(meta["task"], teacher_val, y_val, y_train, teacher_info["thresholds"],
                            cfg.get("min_teacher_margin", 0.02))
     extra_texts = TRANSFER_SETS[cfg.get("transfer", "train")](train_texts, corpus)
-    # Soft targets once, with the teacher's own tokenizer; rows are matched to student batches by index.
     teacher_set = Encoded(teacher_tok, train_texts + extra_texts, None, max_length)
     teacher_logits = predict_logits(teacher, teacher_set, desc="teacher transfer set")
     # The soft targets on the transfer set, and on val for the thresholds of pseudo_labels=targets.
@@ -510,14 +511,33 @@ def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher
         targets=soft[unlabelled], targets_val=soft_val, y_val=y_val)
     targets = np.concatenate([y_train, teacher_labels(meta["task"], logits, thresholds, y_train)])
     report["transfer_rows"] = {"labelled": len(train_texts), "teacher_labelled": len(extra_texts)}
-    teacher_logits = torch.from_numpy(soft)
+    return KDTargets(train_texts + extra_texts, targets, torch.from_numpy(soft), teacher_set, report)
+
+
+def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher_dir: str | Path,
+                  out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None,
+                  desc: str = "student", corpus: str | Path = CORPUS_FILE) -> dict | None:
+    """The distill stage: the soft targets (kd_targets: the teacher checked on val, its logits on the transfer set,
+    the train split plus with distill.transfer=corpus the unlabelled texts of `corpus`), then the student (student
+    group) trained on labels and targets (distill group), thresholds tuned on val, saved to out_dir. Returns the
+    stage's metrics (None on a non-zero data-parallel rank, which writes nothing)."""
+    check_distill_params(cfg)
+    check_fit_options("distill", cfg)
+    method = KD_METHODS[cfg["method"]]
+    train_texts, y_train, meta = load_split(prepared, "train")
+    val_texts, y_val, _ = load_split(prepared, "val")
+    # Attention maps need eager attention (sdpa returns none in transformers 5).
+    teacher, teacher_tok, teacher_info = load_model_dir(
+        teacher_dir, attn_implementation="eager" if "attention" in method.features else None)
+    kd = kd_targets(cfg, meta, train=(train_texts, y_train), val=(val_texts, y_val), teacher=teacher,
+                    teacher_tok=teacher_tok, teacher_info=teacher_info, max_length=max_length, seed=seed, corpus=corpus)
 
     seed_everything(seed)
     student, tokenizer, start = build_student(student_cfg, meta, train_texts, max_length, teacher, teacher_tok)
-    train_set = Encoded(tokenizer, train_texts + extra_texts, targets, max_length)
+    train_set = Encoded(tokenizer, kd.texts, kd.targets, max_length)
     val_set = Encoded(tokenizer, val_texts, None, max_length)
     weights = class_weights(y_train, meta["task"]) if cfg.get("class_weights", True) else None
-    loss_fn, extra, settings = build_kd(cfg, meta["task"], teacher_logits, teacher=teacher, teacher_set=teacher_set,
+    loss_fn, extra, settings = build_kd(cfg, meta["task"], kd.soft, teacher=teacher, teacher_set=kd.teacher_set,
                                         student=student, student_set=train_set, class_weights=weights)
     del teacher  # the logit method is done with it; feature methods keep it inside loss_fn
     with open_live(live_dir) if live_dir else contextlib.nullcontext() as live:
@@ -527,5 +547,5 @@ def train_student(cfg: dict, student_cfg: dict, *, prepared: str | Path, teacher
         return None
     with atomic_output(out_dir) as out:
         result.update(tune_thresholds_and_save(out, student, tokenizer, meta, val_set, y_val, max_length))
-    return {**report, **settings, **start, **{k: v for k, v in result.items() if k != "history"},
+    return {**kd.report, **settings, **start, **{k: v for k, v in result.items() if k != "history"},
             **count_params(student)}

@@ -117,14 +117,34 @@ def residual_teacher(run: Path, params: dict, splits: dict, train_offsets: np.nd
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def run_rows(run: Path) -> list[dict]:
+def load_run(run: Path) -> tuple[dict, dict, dict]:
+    """A finished run's params (torch set to its threads), its splits, and the fields every row of it carries."""
     params = load_params(run / "params.yaml")
     configure_torch(params["threads"])
     prepared = run / "data" / "prepared"
     (train, y_train, meta), (val, y_val, _), (test, y_test, _) = (load_split(prepared, s) for s in ("train", "val", "test"))
-    task, seed = meta["task"], params["seed"]
-    splits = {"train": (train, y_train), "val": (val, y_val), "test": (test, y_test), "task": task, "meta": meta}
-    base = {"dataset": run.parent.name, "run": str(run), "seed": seed}
+    splits = {"train": (train, y_train), "val": (val, y_val), "test": (test, y_test), "task": meta["task"], "meta": meta}
+    return params, splits, {"dataset": run.parent.name, "run": str(run), "seed": params["seed"]}
+
+
+def parse_runs(doc: str, default_out: str, needed: tuple[str, ...]) -> tuple[list[Path], str]:
+    """--runs and --out; stops with one line on the first run that lacks one of `needed` (paths in a run)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", nargs="+", required=True, help="finished make-bench runs (bench/work/<dataset>/seed<N>)")
+    ap.add_argument("--out", default=default_out)
+    args = ap.parse_args()
+    runs = [Path(r) for r in args.runs]
+    for run in runs:
+        missing = [p for p in needed if not (run / p).exists()]
+        if missing:
+            sys.exit(f"error: {run} is not a finished make-bench run (missing {', '.join(missing)}): run make bench")
+    return runs, args.out
+
+
+def run_rows(run: Path) -> list[dict]:
+    params, splits, base = load_run(run)
+    (train, y_train), (val, y_val), (test, y_test) = splits["train"], splits["val"], splits["test"]
+    task, seed = splits["task"], params["seed"]
     rows = []
 
     def regression(name: str, vectorizer) -> tuple:
@@ -148,22 +168,22 @@ def run_rows(run: Path) -> list[dict]:
     return rows
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Per dataset and row: mean ± std over runs, and the change against tfidf_char paired within each run."""
+def summarize(rows: list[dict], names: tuple = ROWS, ref: str = "tfidf_char") -> dict:
+    """Per dataset and row: mean ± std over runs, and the change against `ref` paired within each run."""
     out = {}
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
-        ref = {r["run"]: r for r in mine if r["row"] == "tfidf_char"}
+        base = {r["run"]: r for r in mine if r["row"] == ref}
         out[dataset] = {}
-        for name in ROWS:
+        for name in names:
             got = [r for r in mine if r["row"] == name]
             if not got:
                 continue
             entry = {"runs": len(got)}
             for split in ("val", "test"):
                 entry[split] = stats([r[f"{split}_macro_f1"] for r in got])
-                if name != "tfidf_char":
-                    changes = [r[f"{split}_macro_f1"] - ref[r["run"]][f"{split}_macro_f1"] for r in got]
+                if name != ref:
+                    changes = [r[f"{split}_macro_f1"] - base[r["run"]][f"{split}_macro_f1"] for r in got]
                     entry[f"{split}_change"] = {**stats(changes), "outside_noise": outside_noise(changes)}
             out[dataset][name] = entry
     return out
@@ -174,12 +194,13 @@ def cell(s: dict, sign: bool = False) -> str:
     return fmt.format(s["mean"]) + (f" ± {s['std']:.4f}" if len(s["values"]) > 1 else "")
 
 
-def render(result: dict) -> str:
-    lines = ["# What the teacher knows beyond a bag of n-grams", "",
+def render(result: dict, title: str = "What the teacher knows beyond a bag of n-grams",
+           about: str = "`bench/bench_stacking.py` for the four rows", ref: str = "tfidf_char") -> str:
+    lines = [f"# {title}", "",
              f"`{result['command']}` ({result['machine']['cpu']}, {result['machine']['date']}). "
-             "See the docstring of `bench/bench_stacking.py` for the four rows. Val: thresholds tuned on val in "
+             f"See the docstring of {about}. Val: thresholds tuned on val in "
              "every row; test: scored once with them. Mean ± std (n − 1) over the runs; a change is paired "
-             "against `tfidf_char` within each run (per run in brackets), and is a result only when every run "
+             f"against `{ref}` within each run (per run in brackets), and is a result only when every run "
              "agrees on its sign and its mean is more than 2 std from zero.", ""]
     for dataset, table in result["summary"].items():
         lines += [f"## {dataset}", "", "| row | runs | val macro-F1 | val change | test macro-F1 | test change |",
@@ -196,22 +217,14 @@ def render(result: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", nargs="+", required=True, help="finished make-bench runs (bench/work/<dataset>/seed<N>)")
-    ap.add_argument("--out", default="bench/stacking")
-    args = ap.parse_args()
-    runs = [Path(r) for r in args.runs]
-    for run in runs:
-        missing = [p for p in ("params.yaml", RUN_FILE, "metrics/train_teacher.json", "models/pretrained",
-                               "data/prepared") if not (run / p).exists()]
-        if missing:
-            sys.exit(f"error: {run} is not a finished make-bench run (missing {', '.join(missing)}): run make bench")
+    runs, out = parse_runs(__doc__, "bench/stacking",
+                           ("params.yaml", RUN_FILE, "metrics/train_teacher.json", "models/pretrained", "data/prepared"))
     rows = [row for run in runs for row in run_rows(run)]
     result = {"command": "python -m bench.bench_stacking " + " ".join(sys.argv[1:]), "machine": machine(),
               "folds": FOLDS, "rows": rows}
     result["summary"] = summarize(rows)
-    Path(f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    Path(f"{args.out}.md").write_text(render(result), encoding="utf-8")
+    Path(f"{out}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    Path(f"{out}.md").write_text(render(result), encoding="utf-8")
     print(render(result))
 
 

@@ -1,0 +1,161 @@
+"""Can the student learn its soft targets when it has the TF-IDF model's features? (not a test)
+
+bench/target_gap.md found the student 0.016-0.031 val macro-F1 below the targets it is distilled on, (1 - w) *
+teacher + w * TF-IDF logits (distill.tfidf_weight), on every dataset measured. Part of those targets is a linear
+function of char n-gram counts, which a one-block subword transformer has to imitate from subword tokens. Here the
+distill stage's student gets the n-grams too: its logits plus a linear head over the baseline's features (TF-IDF of
+char_wb 2-5-grams, fitted on the train split; banglacompress.baseline), initialised at w times the baseline's
+regression (so it starts as the TF-IDF part of its targets) and trained with the student. Everything else is the
+run's distill stage (banglacompress.distill.kd_targets, build_student, build_kd, fit); pruning and quantization are
+not applied. On finished `make bench` runs, each on its own split, five rows:
+
+  tfidf_char      the baseline (fitted here, as bench_stacking does)
+  targets         the soft targets themselves as a classifier: the ceiling of a student that learns them exactly
+  student         the run's own distilled student (models/student)
+  final           the run's own final model (metrics/quantize.json on val, bench_run.json on test)
+  student_ngram   the student with the n-gram head, distilled here
+
+Changes are paired within each run, against tfidf_char and against the run's student. The head adds features x
+outputs weights and the features' n-gram vocabulary to the model, and needs the n-grams computed beside the
+tokenizer at inference: a size and a deployment cost, reported in the JSON, that the stage chain does not have.
+
+    python -m bench.bench_hybrid --runs bench/work/toxic/seed44 --out bench/hybrid_toxic
+
+Val: thresholds tuned on val in every row; test: scored once with them. Writes <out>.json and <out>.md."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from banglacompress.baseline import fit_tfidf_lr, predict_proba
+from banglacompress.config import read_json
+from banglacompress.data import Encoded, class_weights
+from banglacompress.distill import blend_tfidf, build_kd, build_student, kd_targets
+from banglacompress.models import load_model_dir
+from banglacompress.scoring import probabilities
+from banglacompress.train import fit, fit_options, predict_logits, seed_everything
+
+from .bench_stacking import load_run, parse_runs, render, scored, summarize
+from .run_bench import RUN_FILE, machine
+
+ROWS = ("tfidf_char", "targets", "student", "final", "student_ngram")
+
+
+def regression_weights(task: str, model) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted regression as (features x outputs weights, bias), in the form logits_of(predict_proba) takes:
+    per-label logits for binary and multi-label, log-probabilities up to a per-row shift for multi-class."""
+    if task == "multilabel":
+        return (np.stack([e.coef_[0] for e in model.estimators_], axis=1),
+                np.array([e.intercept_[0] for e in model.estimators_]))
+    return model.coef_.T, model.intercept_
+
+
+class NgramStudent(torch.nn.Module):
+    """A classifier plus a linear head over each text's sparse n-gram features. train.fit and predict_logits call
+    the model with input_ids and attention_mask only, so a text's feature row is looked up by its token ids."""
+
+    def __init__(self, model, rows: dict[tuple, int], features, weight: np.ndarray, bias: np.ndarray):
+        super().__init__()
+        self.model, self.rows, self.features = model, rows, features
+        self.head = torch.nn.EmbeddingBag(weight.shape[0], weight.shape[1], mode="sum")
+        self.bias = torch.nn.Parameter(torch.from_numpy(bias.astype(np.float32)))
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
+
+    def forward(self, input_ids, attention_mask, **kwargs):
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+        keys = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask)]
+        x = self.features[[self.rows[k] for k in keys]]  # CSR rows of this batch
+        ngram = self.head(torch.from_numpy(x.indices).long(), torch.from_numpy(x.indptr[:-1]).long(),
+                          per_sample_weights=torch.from_numpy(x.data).float())
+        return SimpleNamespace(logits=logits + (ngram + self.bias).to(logits.device, logits.dtype))
+
+
+def ngram_student(run: Path, params: dict, splits: dict, fitted_lr) -> tuple[dict, dict]:
+    """The run's distill stage with the n-gram head (module docstring); returns its row and its size."""
+    (train, y_train), (val, y_val), (test, y_test) = splits["train"], splits["val"], splits["test"]
+    meta, task, seed = splits["meta"], splits["task"], params["seed"]
+    cfg, max_length = params["distill"], params["data"]["max_length"]
+    teacher, teacher_tok, teacher_info = load_model_dir(run / "models" / "teacher")
+    kd = kd_targets(cfg, meta, train=(train, y_train), val=(val, y_val), teacher=teacher, teacher_tok=teacher_tok,
+                    teacher_info=teacher_info, max_length=max_length, seed=seed,
+                    corpus=run / "data" / "pretrain_corpus.txt")
+    seed_everything(seed)  # as train_student does: the transformer part starts as the run's student did
+    student, tokenizer, _ = build_student(params["student"], meta, train, max_length, teacher, teacher_tok)
+    texts = kd.texts + val + test
+    keys = [tuple(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    rows = {k: i for i, k in enumerate(keys)}  # a text whose token ids another text also has: the later row
+    vectorizer, regression = fitted_lr
+    weight, bias = regression_weights(task, regression)
+    w = cfg.get("tfidf_weight", 0.0)
+    model = NgramStudent(student, rows, vectorizer.transform(texts).tocsr(), w * weight, w * bias)
+    train_set = Encoded(tokenizer, kd.texts, kd.targets, max_length)
+    val_set = Encoded(tokenizer, val, None, max_length)
+    weights = class_weights(y_train, task) if cfg.get("class_weights", True) else None
+    loss_fn, extra, _ = build_kd(cfg, task, kd.soft, teacher=teacher, teacher_set=kd.teacher_set, student=model,
+                                 student_set=train_set, class_weights=weights)
+    start = time.perf_counter()
+    result = fit(model, train_set, val_set, y_val, task=task, loss_fn=loss_fn, seed=seed, extra_modules=extra,
+                 desc=f"{run.name} student_ngram", **fit_options(cfg))
+    probs = {name: probabilities(task, predict_logits(model, Encoded(tokenizer, t, None, max_length)))
+             for name, t in (("val", val), ("test", test))}
+    size = {"ngram_features": int(weight.shape[0]), "ngram_head_params": int(weight.size + bias.size),
+            "student_params": sum(p.numel() for p in student.parameters()),
+            "texts_sharing_token_ids": len(keys) - len(rows)}
+    return ({**scored(task, y_val, probs["val"], y_test, probs["test"]), "best_epoch": result["best_epoch"],
+             "epochs_run": result["epochs_run"], "seconds": round(time.perf_counter() - start, 1)}, size)
+
+
+def run_rows(run: Path) -> list[dict]:
+    params, splits, base = load_run(run)
+    (train, y_train), (val, y_val), (test, y_test) = splits["train"], splits["val"], splits["test"]
+    task, seed = splits["task"], params["seed"]
+    fitted = fit_tfidf_lr(task, train, y_train, seed=seed)  # the fit blend_tfidf makes: same texts, labels, seed
+    rows = [{**base, "row": "tfidf_char", **scored(task, y_val, predict_proba(task, *fitted, val), y_test,
+                                                    predict_proba(task, *fitted, test))}]
+    teacher, tokenizer, _ = load_model_dir(run / "models" / "teacher")
+    max_length = params["data"]["max_length"]
+    teacher_logits = [predict_logits(teacher, Encoded(tokenizer, t, None, max_length), desc=f"teacher {name}")
+                      for name, t in (("val", val), ("test", test))]
+    targets = blend_tfidf(task, params["distill"].get("tfidf_weight", 0.0), list(zip(teacher_logits, (val, test))),
+                          train_texts=train, y_train=y_train, seed=seed)
+    rows.append({**base, "row": "targets", **scored(task, y_val, probabilities(task, targets[0]), y_test,
+                                                     probabilities(task, targets[1]))})
+    student, tokenizer, _ = load_model_dir(run / "models" / "student")
+    probs = [probabilities(task, predict_logits(student, Encoded(tokenizer, t, None, max_length))) for t in (val, test)]
+    rows.append({**base, "row": "student", **scored(task, y_val, probs[0], y_test, probs[1])})
+    record = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
+    rows.append({**base, "row": "final", "val_macro_f1": read_json(run / "metrics" / "quantize.json")["val_macro_f1"],
+                 "test_macro_f1": record["result"]["rows"]["final"]["macro_f1"], "from_run": True})
+    row, size = ngram_student(run, params, splits, fitted)
+    rows.append({**base, "row": "student_ngram", **row, **size})
+    for r in rows:
+        print(f"[bench] {r}", file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> None:
+    runs, out = parse_runs(__doc__, "bench/hybrid", ("params.yaml", RUN_FILE, "metrics/quantize.json", "models/teacher",
+                                                     "models/student", "data/prepared", "data/pretrain_corpus.txt"))
+    rows = [row for run in runs for row in run_rows(run)]
+    result = {"command": "python -m bench.bench_hybrid " + " ".join(sys.argv[1:]), "machine": machine(), "rows": rows,
+              "summary": summarize(rows, ROWS, "tfidf_char"),
+              "summary_vs_student": summarize(rows, ("student", "final", "student_ngram"), "student")}
+    title = "A student with the TF-IDF model's features"
+    about = "`bench/bench_hybrid.py` for the rows"
+    text = (render(result, title, about) + "\n## Against the run's own student\n\n"
+            + render({**result, "summary": result["summary_vs_student"]}, title, about, "student")
+            .split("\n", 4)[4])
+    Path(f"{out}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    Path(f"{out}.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
