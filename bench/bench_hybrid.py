@@ -7,13 +7,14 @@ distill stage's student gets the n-grams too: its logits plus a linear head over
 char_wb 2-5-grams, fitted on the train split; banglacompress.baseline), initialised at w times the baseline's
 regression (so it starts as the TF-IDF part of its targets) and trained with the student. Everything else is the
 run's distill stage (banglacompress.distill.kd_targets, build_student, build_kd, fit); pruning and quantization are
-not applied. On finished `make bench` runs, each on its own split, five rows:
+not applied. On finished `make bench` runs, each on its own split, six rows:
 
   tfidf_char      the baseline (fitted here, as bench_stacking does)
   targets         the soft targets themselves as a classifier: the ceiling of a student that learns them exactly
   student         the run's own distilled student (models/student)
   final           the run's own final model (metrics/quantize.json on val, bench_run.json on test)
-  student_ngram   the student with the n-gram head, distilled here
+  student_ngram   the student with the n-gram head, distilled here, the head trained with it
+  student_ngram_frozen  the same with the head held at its start: the transformer learns the rest of the targets
 
 Changes are paired within each run, against tfidf_char and against the run's student. The head adds features x
 outputs weights and the features' n-gram vocabulary to the model, and needs the n-grams computed beside the
@@ -44,7 +45,7 @@ from banglacompress.train import fit, fit_options, predict_logits, seed_everythi
 from .bench_stacking import load_run, parse_runs, render, scored, summarize
 from .run_bench import RUN_FILE, machine
 
-ROWS = ("tfidf_char", "targets", "student", "final", "student_ngram")
+ROWS = ("tfidf_char", "targets", "student", "final", "student_ngram", "student_ngram_frozen")
 
 
 def regression_weights(task: str, model) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +78,13 @@ class NgramStudent(torch.nn.Module):
         return SimpleNamespace(logits=logits + (ngram + self.bias).to(logits.device, logits.dtype))
 
 
-def ngram_student(run: Path, params: dict, splits: dict, fitted_lr) -> tuple[dict, dict]:
-    """The run's distill stage with the n-gram head (module docstring); returns its row and its size."""
+# The n-gram head's two settings: trained with the student, or held at its start (w x the regression), so that the
+# transformer learns only the rest of its targets: the teacher's share, and what the regression gets wrong.
+HEADS = {"student_ngram": True, "student_ngram_frozen": False}
+
+
+def ngram_students(run: Path, params: dict, splits: dict, fitted_lr) -> list[dict]:
+    """The run's distill stage with the n-gram head (module docstring), once per HEADS entry; their rows."""
     (train, y_train), (val, y_val), (test, y_test) = splits["train"], splits["val"], splits["test"]
     meta, task, seed = splits["meta"], splits["task"], params["seed"]
     cfg, max_length = params["distill"], params["data"]["max_length"]
@@ -86,30 +92,37 @@ def ngram_student(run: Path, params: dict, splits: dict, fitted_lr) -> tuple[dic
     kd = kd_targets(cfg, meta, train=(train, y_train), val=(val, y_val), teacher=teacher, teacher_tok=teacher_tok,
                     teacher_info=teacher_info, max_length=max_length, seed=seed,
                     corpus=run / "data" / "pretrain_corpus.txt")
-    seed_everything(seed)  # as train_student does: the transformer part starts as the run's student did
-    student, tokenizer, _ = build_student(params["student"], meta, train, max_length, teacher, teacher_tok)
-    texts = kd.texts + val + test
-    keys = [tuple(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-    rows = {k: i for i, k in enumerate(keys)}  # a text whose token ids another text also has: the later row
     vectorizer, regression = fitted_lr
     weight, bias = regression_weights(task, regression)
     w = cfg.get("tfidf_weight", 0.0)
-    model = NgramStudent(student, rows, vectorizer.transform(texts).tocsr(), w * weight, w * bias)
-    train_set = Encoded(tokenizer, kd.texts, kd.targets, max_length)
-    val_set = Encoded(tokenizer, val, None, max_length)
     weights = class_weights(y_train, task) if cfg.get("class_weights", True) else None
-    loss_fn, extra, _ = build_kd(cfg, task, kd.soft, teacher=teacher, teacher_set=kd.teacher_set, student=model,
-                                 student_set=train_set, class_weights=weights)
-    start = time.perf_counter()
-    result = fit(model, train_set, val_set, y_val, task=task, loss_fn=loss_fn, seed=seed, extra_modules=extra,
-                 desc=f"{run.name} student_ngram", **fit_options(cfg))
-    probs = {name: probabilities(task, predict_logits(model, Encoded(tokenizer, t, None, max_length)))
-             for name, t in (("val", val), ("test", test))}
-    size = {"ngram_features": int(weight.shape[0]), "ngram_head_params": int(weight.size + bias.size),
-            "student_params": sum(p.numel() for p in student.parameters()),
-            "texts_sharing_token_ids": len(keys) - len(rows)}
-    return ({**scored(task, y_val, probs["val"], y_test, probs["test"]), "best_epoch": result["best_epoch"],
-             "epochs_run": result["epochs_run"], "seconds": round(time.perf_counter() - start, 1)}, size)
+    texts = kd.texts + val + test
+    features = vectorizer.transform(texts).tocsr()
+    rows = []
+    for name, train_head in HEADS.items():
+        seed_everything(seed)  # as train_student does: the transformer part starts as the run's student did
+        student, tokenizer, _ = build_student(params["student"], meta, train, max_length, teacher, teacher_tok)
+        keys = [tuple(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+        lookup = {k: i for i, k in enumerate(keys)}  # a text whose token ids another text also has: the later row
+        model = NgramStudent(student, lookup, features, w * weight, w * bias)
+        model.head.requires_grad_(train_head)
+        model.bias.requires_grad_(train_head)
+        train_set = Encoded(tokenizer, kd.texts, kd.targets, max_length)
+        val_set = Encoded(tokenizer, val, None, max_length)
+        loss_fn, extra, _ = build_kd(cfg, task, kd.soft, teacher=teacher, teacher_set=kd.teacher_set, student=model,
+                                     student_set=train_set, class_weights=weights)
+        start = time.perf_counter()
+        result = fit(model, train_set, val_set, y_val, task=task, loss_fn=loss_fn, seed=seed, extra_modules=extra,
+                     desc=f"{run.name} {name}", **fit_options(cfg))
+        probs = {split: probabilities(task, predict_logits(model, Encoded(tokenizer, t, None, max_length)))
+                 for split, t in (("val", val), ("test", test))}
+        rows.append({"row": name, **scored(task, y_val, probs["val"], y_test, probs["test"]),
+                     "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
+                     "seconds": round(time.perf_counter() - start, 1), "ngram_features": int(weight.shape[0]),
+                     "ngram_head_params": int(weight.size + bias.size),
+                     "student_params": sum(p.numel() for p in student.parameters()),
+                     "texts_sharing_token_ids": len(keys) - len(lookup)})
+    return rows
 
 
 def run_rows(run: Path) -> list[dict]:
@@ -133,8 +146,7 @@ def run_rows(run: Path) -> list[dict]:
     record = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
     rows.append({**base, "row": "final", "val_macro_f1": read_json(run / "metrics" / "quantize.json")["val_macro_f1"],
                  "test_macro_f1": record["result"]["rows"]["final"]["macro_f1"], "from_run": True})
-    row, size = ngram_student(run, params, splits, fitted)
-    rows.append({**base, "row": "student_ngram", **row, **size})
+    rows += [{**base, **row} for row in ngram_students(run, params, splits, fitted)]
     for r in rows:
         print(f"[bench] {r}", file=sys.stderr, flush=True)
     return rows
@@ -146,7 +158,7 @@ def main() -> None:
     rows = [row for run in runs for row in run_rows(run)]
     result = {"command": "python -m bench.bench_hybrid " + " ".join(sys.argv[1:]), "machine": machine(), "rows": rows,
               "summary": summarize(rows, ROWS, "tfidf_char"),
-              "summary_vs_student": summarize(rows, ("student", "final", "student_ngram"), "student")}
+              "summary_vs_student": summarize(rows, ("student", "final", *HEADS), "student")}
     title = "A student with the TF-IDF model's features"
     about = "`bench/bench_hybrid.py` for the rows"
     text = (render(result, title, about) + "\n## Against the run's own student\n\n"

@@ -1,6 +1,6 @@
 """bench/bench_hybrid.py: the n-gram head starts as w times the baseline's regression (same logits, every task
 type), it reaches each text's logits by token ids, the student under it is the run's own student at the start,
-and the five rows end to end on a tiny finished run."""
+and the six rows end to end on a tiny finished run."""
 import json
 
 import numpy as np
@@ -53,7 +53,7 @@ def test_each_text_gets_its_own_feature_row_by_token_ids_padding_ignored():
     assert model(ids, mask).logits.tolist() == [[50.25, 0.0], [1.25, 8.0]]
 
 
-def test_the_five_rows_on_a_tiny_finished_run(tmp_path, monkeypatch):
+def test_the_six_rows_on_a_tiny_finished_run(tmp_path, monkeypatch):
     csv = tmp_path / "data.csv"
     synthetic_frame("binary", n=200).to_csv(csv, index=False)
     params = tiny_params(csv)
@@ -74,6 +74,15 @@ def test_the_five_rows_on_a_tiny_finished_run(tmp_path, monkeypatch):
     (run / "metrics" / "quantize.json").write_text(json.dumps({"val_macro_f1": 0.5}))
     (run / run_bench.RUN_FILE).write_text(json.dumps({"result": {"rows": {"final": {"macro_f1": 0.4}}}}))
     out = tmp_path / "hybrid"
+    heads = []  # each n-gram student's head, before and after its training
+
+    def watched_fit(model, *args, **kwargs):
+        before = model.head.weight.detach().clone()
+        result = bench_hybrid_fit(model, *args, **kwargs)
+        heads.append((before, model.head.weight.detach().clone()))
+        return result
+    bench_hybrid_fit = bench_hybrid.fit
+    monkeypatch.setattr(bench_hybrid, "fit", watched_fit)
     monkeypatch.setattr("sys.argv", ["bench_hybrid", "--runs", str(run), "--out", str(out)])
     bench_hybrid.main()
     result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
@@ -84,6 +93,9 @@ def test_the_five_rows_on_a_tiny_finished_run(tmp_path, monkeypatch):
     hybrid = rows["student_ngram"]
     assert hybrid["ngram_features"] > 0 and hybrid["student_params"] == student["params"]
     assert hybrid["best_epoch"] == 1 and all(0 <= r["val_macro_f1"] <= 1 for r in result["rows"])
+    (trained_from, trained), (frozen_from, frozen) = heads  # in HEADS order: trained, then held
+    assert torch.equal(trained_from, frozen_from) and not torch.equal(trained, trained_from)
+    assert torch.equal(frozen, frozen_from)
     assert result["summary_vs_student"]["toy"]["student_ngram"]["val_change"]["values"] == pytest.approx(
         [hybrid["val_macro_f1"] - rows["student"]["val_macro_f1"]])
     assert "| student_ngram | 1 |" in out.with_suffix(".md").read_text(encoding="utf-8")
