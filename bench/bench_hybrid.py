@@ -1,13 +1,13 @@
 """Can the student learn its soft targets when it has the TF-IDF model's features? (not a test)
 
-bench/target_gap.md found the student 0.016-0.031 val macro-F1 below the targets it is distilled on, (1 - w) *
+bench/target_gap_*.md found the student 0.016-0.031 val macro-F1 below the targets it is distilled on, (1 - w) *
 teacher + w * TF-IDF logits (distill.tfidf_weight), on every dataset measured. Part of those targets is a linear
 function of char n-gram counts, which a one-block subword transformer has to imitate from subword tokens. Here the
 distill stage's student gets the n-grams too: its logits plus a linear head over the baseline's features (TF-IDF of
 char_wb 2-5-grams, fitted on the train split; banglacompress.baseline), initialised at w times the baseline's
-regression (so it starts as the TF-IDF part of its targets) and trained with the student. Everything else is the
-run's distill stage (banglacompress.distill.kd_targets, build_student, build_kd, fit); pruning and quantization are
-not applied. On finished `make bench` runs, each on its own split, six rows:
+regression (so it starts as the TF-IDF part of its targets), then trained with the student or held there (HEADS).
+Everything else is the run's distill stage (banglacompress.distill.kd_targets, build_student, build_kd, fit);
+pruning and quantization are not applied. On finished `make bench` runs, each on its own split, six rows:
 
   tfidf_char      the baseline (fitted here, as bench_stacking does)
   targets         the soft targets themselves as a classifier: the ceiling of a student that learns them exactly
