@@ -83,15 +83,15 @@ class NgramStudent(torch.nn.Module):
 HEADS = {"student_ngram": True, "student_ngram_frozen": False}
 
 
-def ngram_students(run: Path, params: dict, splits: dict, fitted_lr) -> list[dict]:
-    """The run's distill stage with the n-gram head (module docstring), once per HEADS entry; their rows."""
+def ngram_students(params: dict, splits: dict, fitted_lr, teacher: tuple, corpus: Path, desc: str) -> list[dict]:
+    """The run's distill stage with the n-gram head (module docstring), once per HEADS entry; their rows.
+    teacher: the run's teacher as load_model_dir returns it (model, tokenizer, inference info)."""
     (train, y_train), (val, y_val), (test, y_test) = splits["train"], splits["val"], splits["test"]
     meta, task, seed = splits["meta"], splits["task"], params["seed"]
     cfg, max_length = params["distill"], params["data"]["max_length"]
-    teacher, teacher_tok, teacher_info = load_model_dir(run / "models" / "teacher")
+    teacher, teacher_tok, teacher_info = teacher
     kd = kd_targets(cfg, meta, train=(train, y_train), val=(val, y_val), teacher=teacher, teacher_tok=teacher_tok,
-                    teacher_info=teacher_info, max_length=max_length, seed=seed,
-                    corpus=run / "data" / "pretrain_corpus.txt")
+                    teacher_info=teacher_info, max_length=max_length, seed=seed, corpus=corpus)
     vectorizer, regression = fitted_lr
     weight, bias = regression_weights(task, regression)
     w = cfg.get("tfidf_weight", 0.0)
@@ -113,7 +113,7 @@ def ngram_students(run: Path, params: dict, splits: dict, fitted_lr) -> list[dic
                                      student_set=train_set, class_weights=weights)
         start = time.perf_counter()
         result = fit(model, train_set, val_set, y_val, task=task, loss_fn=loss_fn, seed=seed, extra_modules=extra,
-                     desc=f"{run.name} {name}", **fit_options(cfg))
+                     desc=f"{desc} {name}", **fit_options(cfg))
         probs = {split: probabilities(task, predict_logits(model, Encoded(tokenizer, t, None, max_length)))
                  for split, t in (("val", val), ("test", test))}
         rows.append({"row": name, **scored(task, y_val, probs["val"], y_test, probs["test"]),
@@ -132,7 +132,8 @@ def run_rows(run: Path) -> list[dict]:
     fitted = fit_tfidf_lr(task, train, y_train, seed=seed)  # the fit blend_tfidf makes: same texts, labels, seed
     rows = [{**base, "row": "tfidf_char", **scored(task, y_val, predict_proba(task, *fitted, val), y_test,
                                                     predict_proba(task, *fitted, test))}]
-    teacher, tokenizer, _ = load_model_dir(run / "models" / "teacher")
+    loaded = load_model_dir(run / "models" / "teacher")  # loaded once: the targets row and the n-gram students
+    teacher, tokenizer, _ = loaded
     max_length = params["data"]["max_length"]
     teacher_logits = [predict_logits(teacher, Encoded(tokenizer, t, None, max_length), desc=f"teacher {name}")
                       for name, t in (("val", val), ("test", test))]
@@ -146,7 +147,8 @@ def run_rows(run: Path) -> list[dict]:
     record = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
     rows.append({**base, "row": "final", "val_macro_f1": read_json(run / "metrics" / "quantize.json")["val_macro_f1"],
                  "test_macro_f1": record["result"]["rows"]["final"]["macro_f1"], "from_run": True})
-    rows += [{**base, **row} for row in ngram_students(run, params, splits, fitted)]
+    rows += [{**base, **row} for row in ngram_students(params, splits, fitted, loaded,
+                                                       run / "data" / "pretrain_corpus.txt", run.name)]
     for r in rows:
         print(f"[bench] {r}", file=sys.stderr, flush=True)
     return rows
