@@ -98,6 +98,18 @@ def count_stored_params(model) -> dict:
     return {"params": total, "nonzero_params": nonzero}
 
 
+def quantize_model(cfg: dict, model, tokenizer, *, prepared: str | Path, max_length: int, seed: int = 42):
+    """A quantized copy of the FP32 `model` in the `quantize:` group's method and options; a calibrated method
+    (static) sees quantize.calib_batches batches of the train split."""
+    method = QUANT_METHODS[cfg["method"]]
+    calib = None
+    if method.calibrated:
+        train_texts, _, _ = load_split(prepared, "train")
+        calib = activation_calibration(tokenizer, train_texts, cfg.get("calib_batches", 100),
+                                       cfg.get("batch_size", 32), max_length, seed)
+    return method.quantize(model, calib, name=cfg["method"], **method_options(cfg))
+
+
 def quantize_and_verify(cfg: dict, *, prepared: str | Path, source: str | Path, out_dir: str | Path,
                         max_length: int, seed: int = 42) -> dict:
     """The quantize stage: the FP32 model in `source` -> `cfg["method"]` artifact in `out_dir`, reloaded
@@ -110,12 +122,7 @@ def quantize_and_verify(cfg: dict, *, prepared: str | Path, source: str | Path, 
     val_texts, y_val, _ = load_split(prepared, "val")
     model, tokenizer, info = load_artifact(source)
     fp32_scores, fp32_pred, _ = score_split(model, tokenizer, info, val_texts, y_val, max_length, desc="val")
-    calib = None
-    if method.calibrated:
-        train_texts, _, _ = load_split(prepared, "train")
-        calib = activation_calibration(tokenizer, train_texts, cfg.get("calib_batches", 100),
-                                       cfg.get("batch_size", 32), max_length, seed)
-    quantized = method.quantize(model, calib, name=name, **method_options(cfg))
+    quantized = quantize_model(cfg, model, tokenizer, prepared=prepared, max_length=max_length, seed=seed)
     val_set = Encoded(tokenizer, val_texts, None, max_length)
     in_memory = predict_logits(quantized, val_set, desc="val")
 

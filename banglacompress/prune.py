@@ -551,21 +551,17 @@ def kd_targets(cfg: dict, model, tokenizer, teacher_dir, train_texts: list[str],
                                            desc=f"{source} train"))
 
 
-def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, teacher_dir: str | Path,
-                   out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None) -> dict | None:
-    """The prune stage: prune the student with prune.method, heal it by fine-tuning with the masks kept on
-    (with soft targets from prune.kd_from when prune.kd_alpha > 0, labels only at 0), choose thresholds on val,
-    save to out_dir (checked to reload with the same predictions), and report what it removed and the bytes
-    it saved. Timing is left to evaluate (metrics/speed.json), which times the pruned model interleaved with
-    the student: a speedup is only expected from a `structured` method (unstructured zeros run through the
-    same dense kernels). Returns the stage's metrics (None on a non-zero data-parallel rank)."""
-    check_prune_params(cfg)
+def prune_model(cfg: dict, model, tokenizer, *, train: tuple[list[str], np.ndarray], val: tuple[list[str], np.ndarray],
+                task: str, teacher_dir: str | Path, seed: int, max_length: int, live=None,
+                desc: str = "prune") -> tuple[dict, dict]:
+    """Prune `model` in place with prune.method and heal it by fine-tuning with the masks kept on (with soft targets
+    from prune.kd_from when prune.kd_alpha > 0, labels only at 0); the best epoch on val is restored.
+    Returns (what the method did: method, structured, sparsity_after_prune and the pruner's report; the healing
+    result)."""
     spec = PRUNE_METHODS[cfg["method"]]
-    train_texts, y_train, meta = load_split(prepared, "train")
-    val_texts, y_val, _ = load_split(prepared, "val")
-    model, tokenizer, _ = load_model_dir(student_dir)
+    (train_texts, y_train), (_, y_val) = train, val
     train_set = Encoded(tokenizer, train_texts, y_train, max_length)
-    val_set = Encoded(tokenizer, val_texts, None, max_length)
+    val_set = Encoded(tokenizer, val[0], None, max_length)
     calib = sample_batches(tokenizer, train_texts, y_train, cfg.get("calib_samples", 512), cfg["batch_size"],
                            max_length, seed) if spec.calibrated else None
     # Soft targets once, on the train rows, matched to batches by row index; before pruning touches the model.
@@ -573,18 +569,36 @@ def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, 
             if cfg.get("kd_alpha", 0.0) > 0 else None)
     total_steps = cfg["fine_tune_epochs"] * len(make_loader(train_set, cfg["batch_size"], shuffle=True))
     pruner = start_pruning(model, cfg["method"], cfg["sparsity"], cfg.get("scope", "all"),
-                           PruneContext(calib, meta["task"], total_steps), **method_options(cfg))
+                           PruneContext(calib, task, total_steps), **method_options(cfg))
     after_prune = pruner.report(model)["sparsity"]
 
-    weights = class_weights(y_train, meta["task"]) if cfg.get("class_weights", True) else None
-    loss_fn = label_loss(meta["task"], weights)
+    weights = class_weights(y_train, task) if cfg.get("class_weights", True) else None
+    loss_fn = label_loss(task, weights)
     if soft is not None:
-        loss_fn = logit_kd(meta["task"], soft, alpha=cfg["kd_alpha"],
-                           temperature=cfg.get("kd_temperature", 4.0), class_weights=weights)
+        loss_fn = logit_kd(task, soft, alpha=cfg["kd_alpha"], temperature=cfg.get("kd_temperature", 4.0),
+                           class_weights=weights)
+    result = heal(model, pruner, train_set, val_set, y_val, task=task, loss_fn=loss_fn, seed=seed, live=live,
+                  desc=desc, **fit_options(cfg, epochs_key="fine_tune_epochs"))
+    return ({"method": cfg["method"], "structured": spec.structured, "sparsity_after_prune": after_prune,
+             **pruner.report(model)}, result)
+
+
+def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, teacher_dir: str | Path,
+                   out_dir: str | Path, seed: int, max_length: int, live_dir: str | Path | None = None) -> dict | None:
+    """The prune stage: prune_model on the student, thresholds chosen on val, saved to out_dir (checked to reload
+    with the same predictions), with what it removed and the bytes it saved. Timing is left to evaluate
+    (metrics/speed.json), which times the pruned model interleaved with the student: a speedup is only expected
+    from a `structured` method (unstructured zeros run through the same dense kernels). Returns the stage's
+    metrics (None on a non-zero data-parallel rank)."""
+    check_prune_params(cfg)
+    train_texts, y_train, meta = load_split(prepared, "train")
+    val_texts, y_val, _ = load_split(prepared, "val")
+    model, tokenizer, _ = load_model_dir(student_dir)
+    val_set = Encoded(tokenizer, val_texts, None, max_length)
     with open_live(live_dir) if live_dir else contextlib.nullcontext() as live:
-        result = heal(model, pruner, train_set, val_set, y_val, task=meta["task"], loss_fn=loss_fn, seed=seed,
-                      live=live, desc="prune", **fit_options(cfg, epochs_key="fine_tune_epochs"))
-    report = pruner.report(model)
+        done, result = prune_model(cfg, model, tokenizer, train=(train_texts, y_train), val=(val_texts, y_val),
+                                   task=meta["task"], teacher_dir=teacher_dir, seed=seed, max_length=max_length,
+                                   live=live)
     if not is_main_process():  # data-parallel run: rank 0 writes the outputs
         return None
     with atomic_output(out_dir) as out:
@@ -597,7 +611,6 @@ def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, 
                 f"the saved pruned model predicts differently after reloading (max logit diff {drift:.2e})")
         size = artifact_size(out)
     student_size = artifact_size(student_dir)
-    metrics = {"method": cfg["method"], "structured": spec.structured, "sparsity_after_prune": after_prune, **report,
-               **{k: v for k, v in result.items() if k != "history"}, **count_params(model), **size,
+    metrics = {**done, **{k: v for k, v in result.items() if k != "history"}, **count_params(model), **size,
                "student_size_bytes": student_size["size_bytes"], "student_gzip_bytes": student_size["gzip_bytes"]}
     return metrics

@@ -6,8 +6,10 @@ function of char n-gram counts, which a one-block subword transformer has to imi
 distill stage's student gets the n-grams too: its logits plus a linear head over the baseline's features (TF-IDF of
 char_wb 2-5-grams, fitted on the train split; banglacompress.baseline), initialised at w times the baseline's
 regression (so it starts as the TF-IDF part of its targets), then trained with the student or held there (HEADS).
-Everything else is the run's distill stage (banglacompress.distill.kd_targets, build_student, build_kd, fit);
-pruning and quantization are not applied. On finished `make bench` runs, each on its own split, six rows:
+Everything else is the run's distill stage (banglacompress.distill.kd_targets, build_student, build_kd, fit).
+Then the run's prune stage (banglacompress.prune.prune_model) prunes and heals the hybrid, the head inside it, and
+its quantize method (banglacompress.artifact.quantize_model) quantizes the transformer alone; the head's logits are
+added in FP32. On finished `make bench` runs, each on its own split, eight rows:
 
   tfidf_char      the baseline (fitted here, as bench_stacking does)
   targets         the soft targets themselves as a classifier: the ceiling of a student that learns them exactly
@@ -15,10 +17,12 @@ pruning and quantization are not applied. On finished `make bench` runs, each on
   final           the run's own final model (metrics/quantize.json on val, bench_run.json on test)
   student_ngram   the student with the n-gram head, distilled here, the head trained with it
   student_ngram_frozen  the same with the head held at its start: the transformer learns the rest of the targets
+  final_ngram, final_ngram_frozen  those two after the run's prune and quantize params: the hybrid final models
 
-Changes are paired within each run, against tfidf_char and against the run's student. The head adds features x
+Changes are paired within each run, against tfidf_char, the run's student and the run's final model. The head adds features x
 outputs weights and the features' n-gram vocabulary to the model, and needs the n-grams computed beside the
-tokenizer at inference: a size and a deployment cost, reported in the JSON, that the stage chain does not have.
+tokenizer at inference: a size and a deployment cost, reported in the JSON, that the stage chain does not have
+(the head's weights are left in FP32 here, and its latency is not measured).
 
     python -m bench.bench_hybrid --runs bench/work/toxic/seed44 --out bench/hybrid_toxic
 
@@ -38,14 +42,17 @@ from banglacompress.baseline import fit_tfidf_lr, predict_proba
 from banglacompress.config import read_json
 from banglacompress.data import Encoded, class_weights
 from banglacompress.distill import blend_tfidf, build_kd, build_student, kd_targets
+from banglacompress.artifact import quantize_model
 from banglacompress.models import load_model_dir
+from banglacompress.prune import prune_model
 from banglacompress.scoring import probabilities
 from banglacompress.train import fit, fit_options, predict_logits, seed_everything
 
 from .bench_stacking import load_run, parse_runs, render, scored, summarize
 from .run_bench import RUN_FILE, machine
 
-ROWS = ("tfidf_char", "targets", "student", "final", "student_ngram", "student_ngram_frozen")
+ROWS = ("tfidf_char", "targets", "student", "final", "student_ngram", "student_ngram_frozen", "final_ngram",
+        "final_ngram_frozen")
 
 
 def regression_weights(task: str, model) -> tuple[np.ndarray, np.ndarray]:
@@ -57,33 +64,68 @@ def regression_weights(task: str, model) -> tuple[np.ndarray, np.ndarray]:
     return model.coef_.T, model.intercept_
 
 
-class NgramStudent(torch.nn.Module):
-    """A classifier plus a linear head over each text's sparse n-gram features. train.fit and predict_logits call
-    the model with input_ids and attention_mask only, so a text's feature row is looked up by its token ids."""
+class NgramHead(torch.nn.Module):
+    """A linear model over each text's sparse n-gram features. Models here are called with input_ids and
+    attention_mask only (train.fit, predict_logits, pruning's calibration), so a text's feature row is looked up
+    by its token ids."""
 
-    def __init__(self, model, rows: dict[tuple, int], features, weight: np.ndarray, bias: np.ndarray):
+    def __init__(self, rows: dict[tuple, int], features, weight: np.ndarray, bias: np.ndarray):
         super().__init__()
-        self.model, self.rows, self.features = model, rows, features
-        self.head = torch.nn.EmbeddingBag(weight.shape[0], weight.shape[1], mode="sum")
+        self.rows, self.features = rows, features
+        self.table = torch.nn.EmbeddingBag(weight.shape[0], weight.shape[1], mode="sum")
         self.bias = torch.nn.Parameter(torch.from_numpy(bias.astype(np.float32)))
         with torch.no_grad():
-            self.head.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
+            self.table.weight.copy_(torch.from_numpy(weight.astype(np.float32)))
 
-    def forward(self, input_ids, attention_mask, **kwargs):
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+    def forward(self, input_ids, attention_mask, **_):
         keys = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask)]
         x = self.features[[self.rows[k] for k in keys]]  # CSR rows of this batch
-        ngram = self.head(torch.from_numpy(x.indices).long(), torch.from_numpy(x.indptr[:-1]).long(),
-                          per_sample_weights=torch.from_numpy(x.data).float())
-        return SimpleNamespace(logits=logits + (ngram + self.bias).to(logits.device, logits.dtype))
+        ngram = self.table(torch.from_numpy(x.indices).long(), torch.from_numpy(x.indptr[:-1]).long(),
+                           per_sample_weights=torch.from_numpy(x.data).float())
+        return SimpleNamespace(logits=ngram + self.bias)
+
+
+def attach(model, head: NgramHead):
+    """Make `model` the hybrid: `head` becomes one of its modules (trained, restored to the best epoch and kept
+    through pruning with it) and its logits are added to the model's on every call, so the package's own fit,
+    predict_logits and prune_model see the hybrid. Returns the hook's handle (remove it to export the transformer)."""
+    model.ngram_head = head
+
+    def add(module, args, kwargs, out):
+        ids, mask = kwargs.get("input_ids", args[0] if args else None), kwargs.get("attention_mask")
+        out.logits = out.logits + head(ids, mask).logits.to(out.logits.device, out.logits.dtype)
+        return out
+    return model.register_forward_hook(add, with_kwargs=True)
+
+
+def compressed(params: dict, model, tokenizer, hook, splits: dict, run: Path, desc: str) -> dict:
+    """The run's prune stage on the hybrid (the head inside it), then its quantize method on the transformer alone,
+    the head's logits added in FP32: the probabilities on val and test of a final model with the n-gram head."""
+    (train, y_train), (val, y_val), (test, _) = splits["train"], splits["val"], splits["test"]
+    max_length, seed = params["data"]["max_length"], params["seed"]
+    done, _ = prune_model(params["prune"], model, tokenizer, train=(train, y_train), val=(val, y_val),
+                          task=splits["task"], teacher_dir=run / "models" / "teacher", seed=seed,
+                          max_length=max_length, desc=f"{desc} prune")
+    hook.remove()
+    head = model.ngram_head
+    del model.ngram_head  # the transformer alone is exported and quantized
+    quantized = quantize_model(params["quantize"], model, tokenizer, prepared=run / "data" / "prepared",
+                               max_length=max_length, seed=seed)
+    probs = {}
+    for split, texts in (("val", val), ("test", test)):
+        encoded = Encoded(tokenizer, texts, None, max_length)
+        probs[split] = probabilities(splits["task"], predict_logits(quantized, encoded) + predict_logits(head, encoded))
+    return {"probs": probs, "sparsity": done["sparsity"],
+            "transformer_bytes": len(getattr(quantized, "onnx_bytes", b"")) or None}
 
 
 # The n-gram head's two settings: trained with the student, or held at its start (w x the regression), so that the
 # transformer learns only the rest of its targets: the teacher's share, and what the regression gets wrong.
 HEADS = {"student_ngram": True, "student_ngram_frozen": False}
+FINALS = tuple(name.replace("student", "final") for name in HEADS)  # the same after the run's prune and quantize
 
 
-def ngram_students(params: dict, splits: dict, fitted_lr, teacher: tuple, corpus: Path, desc: str) -> list[dict]:
+def ngram_students(params: dict, splits: dict, fitted_lr, teacher: tuple, run: Path, desc: str) -> list[dict]:
     """The run's distill stage with the n-gram head (module docstring), once per HEADS entry; their rows.
     teacher: the run's teacher as load_model_dir returns it (model, tokenizer, inference info)."""
     (train, y_train), (val, y_val), (test, y_test) = splits["train"], splits["val"], splits["test"]
@@ -91,7 +133,8 @@ def ngram_students(params: dict, splits: dict, fitted_lr, teacher: tuple, corpus
     cfg, max_length = params["distill"], params["data"]["max_length"]
     teacher, teacher_tok, teacher_info = teacher
     kd = kd_targets(cfg, meta, train=(train, y_train), val=(val, y_val), teacher=teacher, teacher_tok=teacher_tok,
-                    teacher_info=teacher_info, max_length=max_length, seed=seed, corpus=corpus)
+                    teacher_info=teacher_info, max_length=max_length, seed=seed,
+                    corpus=run / "data" / "pretrain_corpus.txt")
     vectorizer, regression = fitted_lr
     weight, bias = regression_weights(task, regression)
     w = cfg.get("tfidf_weight", 0.0)
@@ -104,24 +147,29 @@ def ngram_students(params: dict, splits: dict, fitted_lr, teacher: tuple, corpus
         student, tokenizer, _ = build_student(params["student"], meta, train, max_length, teacher, teacher_tok)
         keys = [tuple(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
         lookup = {k: i for i, k in enumerate(keys)}  # a text whose token ids another text also has: the later row
-        model = NgramStudent(student, lookup, features, w * weight, w * bias)
-        model.head.requires_grad_(train_head)
-        model.bias.requires_grad_(train_head)
+        student_params = sum(p.numel() for p in student.parameters())
+        hook = attach(student, NgramHead(lookup, features, w * weight, w * bias))
+        student.ngram_head.requires_grad_(train_head)
         train_set = Encoded(tokenizer, kd.texts, kd.targets, max_length)
         val_set = Encoded(tokenizer, val, None, max_length)
-        loss_fn, extra, _ = build_kd(cfg, task, kd.soft, teacher=teacher, teacher_set=kd.teacher_set, student=model,
-                                     student_set=train_set, class_weights=weights)
+        loss_fn, extra, _ = build_kd(cfg, task, kd.soft, teacher=teacher, teacher_set=kd.teacher_set,
+                                     student=student, student_set=train_set, class_weights=weights)
         start = time.perf_counter()
-        result = fit(model, train_set, val_set, y_val, task=task, loss_fn=loss_fn, seed=seed, extra_modules=extra,
+        result = fit(student, train_set, val_set, y_val, task=task, loss_fn=loss_fn, seed=seed, extra_modules=extra,
                      desc=f"{desc} {name}", **fit_options(cfg))
-        probs = {split: probabilities(task, predict_logits(model, Encoded(tokenizer, t, None, max_length)))
+        probs = {split: probabilities(task, predict_logits(student, Encoded(tokenizer, t, None, max_length)))
                  for split, t in (("val", val), ("test", test))}
         rows.append({"row": name, **scored(task, y_val, probs["val"], y_test, probs["test"]),
                      "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
                      "seconds": round(time.perf_counter() - start, 1), "ngram_features": int(weight.shape[0]),
-                     "ngram_head_params": int(weight.size + bias.size),
-                     "student_params": sum(p.numel() for p in student.parameters()),
+                     "ngram_head_params": int(weight.size + bias.size), "student_params": student_params,
                      "texts_sharing_token_ids": len(keys) - len(lookup)})
+        start = time.perf_counter()
+        final = compressed(params, student, tokenizer, hook, splits, run, f"{desc} {name}")
+        rows.append({"row": name.replace("student", "final"),
+                     **scored(task, y_val, final["probs"]["val"], y_test, final["probs"]["test"]),
+                     "sparsity": final["sparsity"], "transformer_onnx_bytes": final["transformer_bytes"],
+                     "seconds": round(time.perf_counter() - start, 1)})
     return rows
 
 
@@ -147,8 +195,7 @@ def run_rows(run: Path) -> list[dict]:
     record = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
     rows.append({**base, "row": "final", "val_macro_f1": read_json(run / "metrics" / "quantize.json")["val_macro_f1"],
                  "test_macro_f1": record["result"]["rows"]["final"]["macro_f1"], "from_run": True})
-    rows += [{**base, **row} for row in ngram_students(params, splits, fitted, loaded,
-                                                       run / "data" / "pretrain_corpus.txt", run.name)]
+    rows += [{**base, **row} for row in ngram_students(params, splits, fitted, loaded, run, run.name)]
     for r in rows:
         print(f"[bench] {r}", file=sys.stderr, flush=True)
     return rows
@@ -160,12 +207,14 @@ def main() -> None:
     rows = [row for run in runs for row in run_rows(run)]
     result = {"command": "python -m bench.bench_hybrid " + " ".join(sys.argv[1:]), "machine": machine(), "rows": rows,
               "summary": summarize(rows, ROWS, "tfidf_char"),
-              "summary_vs_student": summarize(rows, ("student", "final", *HEADS), "student")}
+              "summary_vs_student": summarize(rows, ("student", "final", *HEADS), "student"),
+              "summary_vs_final": summarize(rows, ("final", *FINALS), "final")}
     title = "A student with the TF-IDF model's features"
     about = "`bench/bench_hybrid.py` for the rows"
     text = (render(result, title, about) + "\n## Against the run's own student\n\n"
             + render({**result, "summary": result["summary_vs_student"]}, title, about, "student")
-            .split("\n", 4)[4])
+            .split("\n", 4)[4] + "\n## Against the run's own final model\n\n"
+            + render({**result, "summary": result["summary_vs_final"]}, title, about, "final").split("\n", 4)[4])
     Path(f"{out}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     Path(f"{out}.md").write_text(text, encoding="utf-8")
     print(text)

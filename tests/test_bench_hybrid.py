@@ -1,6 +1,6 @@
 """bench/bench_hybrid.py: the n-gram head starts as w times the baseline's regression (same logits, every task
 type), it reaches each text's logits by token ids, the student under it is the run's own student at the start,
-and the six rows end to end on a tiny finished run."""
+and the eight rows end to end on a tiny finished run."""
 import json
 
 import numpy as np
@@ -48,12 +48,17 @@ def test_each_text_gets_its_own_feature_row_by_token_ids_padding_ignored():
     from scipy.sparse import csr_matrix
     features = csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 0.5, 0.0]]))
     weight = np.array([[1.0, 10.0], [100.0, 0.0], [0.0, -1.0]])
-    model = bench_hybrid.NgramStudent(_Zeros(), {(5, 6): 0, (7,): 1}, features, weight, np.array([0.25, 0.0]))
+    head = bench_hybrid.NgramHead({(5, 6): 0, (7,): 1}, features, weight, np.array([0.25, 0.0]))
+    model = _Zeros()
+    hook = bench_hybrid.attach(model, head)
     ids, mask = torch.tensor([[7, 0], [5, 6]]), torch.tensor([[1, 0], [1, 1]])
-    assert model(ids, mask).logits.tolist() == [[50.25, 0.0], [1.25, 8.0]]
+    assert model(input_ids=ids, attention_mask=mask).logits.tolist() == [[50.25, 0.0], [1.25, 8.0]]
+    assert model.ngram_head is head and [id(p) for p in model.parameters()] == [id(p) for p in head.parameters()]
+    hook.remove()  # the model alone again: what is exported
+    assert model(input_ids=ids, attention_mask=mask).logits.tolist() == [[0.0, 0.0], [0.0, 0.0]]
 
 
-def test_the_six_rows_on_a_tiny_finished_run(tmp_path, monkeypatch):
+def test_the_eight_rows_on_a_tiny_finished_run(tmp_path, monkeypatch):
     csv = tmp_path / "data.csv"
     synthetic_frame("binary", n=200).to_csv(csv, index=False)
     params = tiny_params(csv)
@@ -74,20 +79,28 @@ def test_the_six_rows_on_a_tiny_finished_run(tmp_path, monkeypatch):
     (run / "metrics" / "quantize.json").write_text(json.dumps({"val_macro_f1": 0.5}))
     (run / run_bench.RUN_FILE).write_text(json.dumps({"result": {"rows": {"final": {"macro_f1": 0.4}}}}))
     out = tmp_path / "hybrid"
-    heads = []  # each n-gram student's head, before and after its training
+    heads, pruned = [], []  # each n-gram student's head, before and after distillation; and after pruning
 
     def watched_fit(model, *args, **kwargs):
-        before = model.head.weight.detach().clone()
+        before = model.ngram_head.table.weight.detach().clone()
         result = bench_hybrid_fit(model, *args, **kwargs)
-        heads.append((before, model.head.weight.detach().clone()))
+        heads.append((before, model.ngram_head.table.weight.detach().clone()))
         return result
-    bench_hybrid_fit = bench_hybrid.fit
+
+    def watched_prune(cfg, model, *args, **kwargs):
+        blocks = [b.intermediate.dense.out_features for b in model.bert.encoder.layer]
+        result = bench_hybrid_prune(cfg, model, *args, **kwargs)
+        pruned.append((blocks, [b.intermediate.dense.out_features for b in model.bert.encoder.layer],
+                       model.ngram_head.table.weight.detach().clone()))
+        return result
+    bench_hybrid_fit, bench_hybrid_prune = bench_hybrid.fit, bench_hybrid.prune_model
     monkeypatch.setattr(bench_hybrid, "fit", watched_fit)
+    monkeypatch.setattr(bench_hybrid, "prune_model", watched_prune)
     monkeypatch.setattr("sys.argv", ["bench_hybrid", "--runs", str(run), "--out", str(out)])
     bench_hybrid.main()
     result = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     rows = {r["row"]: r for r in result["rows"]}
-    assert list(rows) == list(bench_hybrid.ROWS)
+    assert sorted(rows) == sorted(bench_hybrid.ROWS)
     assert rows["student"]["val_macro_f1"] == pytest.approx(student["val_macro_f1_tuned"])  # the run's own student
     assert (rows["final"]["val_macro_f1"], rows["final"]["test_macro_f1"]) == (0.5, 0.4)
     hybrid = rows["student_ngram"]
@@ -96,6 +109,13 @@ def test_the_six_rows_on_a_tiny_finished_run(tmp_path, monkeypatch):
     (trained_from, trained), (frozen_from, frozen) = heads  # in HEADS order: trained, then held
     assert torch.equal(trained_from, frozen_from) and not torch.equal(trained, trained_from)
     assert torch.equal(frozen, frozen_from)
+    (width, trained_width, trained_pruned), (_, _, frozen_pruned) = pruned
+    assert all(after < before for before, after in zip(width, trained_width))  # the run's prune stage ran
+    assert not torch.equal(trained_pruned, trained) and torch.equal(frozen_pruned, frozen)  # healed with it, or held
+    for name in bench_hybrid.FINALS:
+        assert 0 <= rows[name]["test_macro_f1"] <= 1 and rows[name]["transformer_onnx_bytes"] > 0
+    assert result["summary_vs_final"]["toy"]["final_ngram"]["val_change"]["values"] == pytest.approx(
+        [rows["final_ngram"]["val_macro_f1"] - 0.5])
     assert result["summary_vs_student"]["toy"]["student_ngram"]["val_change"]["values"] == pytest.approx(
         [hybrid["val_macro_f1"] - rows["student"]["val_macro_f1"]])
     assert "| student_ngram | 1 |" in out.with_suffix(".md").read_text(encoding="utf-8")
