@@ -98,10 +98,11 @@ def attach(model, head: NgramHead):
     return model.register_forward_hook(add, with_kwargs=True)
 
 
-def compressed(params: dict, model, tokenizer, hook, splits: dict, run: Path, desc: str) -> dict:
+def compressed(params: dict, model, tokenizer, hook, splits: dict, sets: dict, run: Path, desc: str) -> dict:
     """The run's prune stage on the hybrid (the head inside it), then its quantize method on the transformer alone,
-    the head's logits added in FP32: the probabilities on val and test of a final model with the n-gram head."""
-    (train, y_train), (val, y_val), (test, _) = splits["train"], splits["val"], splits["test"]
+    the head's logits added in FP32: the probabilities on `sets` (val and test, encoded) of a final model with the
+    n-gram head."""
+    (train, y_train), (val, y_val) = splits["train"], splits["val"]
     max_length, seed = params["data"]["max_length"], params["seed"]
     done, _ = prune_model(params["prune"], model, tokenizer, train=(train, y_train), val=(val, y_val),
                           task=splits["task"], teacher_dir=run / "models" / "teacher", seed=seed,
@@ -111,10 +112,8 @@ def compressed(params: dict, model, tokenizer, hook, splits: dict, run: Path, de
     del model.ngram_head  # the transformer alone is exported and quantized
     quantized = quantize_model(params["quantize"], model, tokenizer, prepared=run / "data" / "prepared",
                                max_length=max_length, seed=seed)
-    probs = {}
-    for split, texts in (("val", val), ("test", test)):
-        encoded = Encoded(tokenizer, texts, None, max_length)
-        probs[split] = probabilities(splits["task"], predict_logits(quantized, encoded) + predict_logits(head, encoded))
+    probs = {split: probabilities(splits["task"], predict_logits(quantized, encoded) + predict_logits(head, encoded))
+             for split, encoded in sets.items()}
     return {"probs": probs, "sparsity": done["sparsity"],
             "transformer_bytes": len(getattr(quantized, "onnx_bytes", b"")) or None}
 
@@ -142,7 +141,7 @@ def ngram_students(params: dict, splits: dict, fitted_lr, teacher: tuple, run: P
     texts = kd.texts + val + test
     features = vectorizer.transform(texts).tocsr()
     rows = []
-    for name, train_head in HEADS.items():
+    for (name, train_head), final_name in zip(HEADS.items(), FINALS):
         seed_everything(seed)  # as train_student does: the transformer part starts as the run's student did
         student, tokenizer, _ = build_student(params["student"], meta, train, max_length, teacher, teacher_tok)
         keys = [tuple(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
@@ -151,22 +150,21 @@ def ngram_students(params: dict, splits: dict, fitted_lr, teacher: tuple, run: P
         hook = attach(student, NgramHead(lookup, features, w * weight, w * bias))
         student.ngram_head.requires_grad_(train_head)
         train_set = Encoded(tokenizer, kd.texts, kd.targets, max_length)
-        val_set = Encoded(tokenizer, val, None, max_length)
+        sets = {split: Encoded(tokenizer, t, None, max_length) for split, t in (("val", val), ("test", test))}
         loss_fn, extra, _ = build_kd(cfg, task, kd.soft, teacher=teacher, teacher_set=kd.teacher_set,
                                      student=student, student_set=train_set, class_weights=weights)
         start = time.perf_counter()
-        result = fit(student, train_set, val_set, y_val, task=task, loss_fn=loss_fn, seed=seed, extra_modules=extra,
+        result = fit(student, train_set, sets["val"], y_val, task=task, loss_fn=loss_fn, seed=seed, extra_modules=extra,
                      desc=f"{desc} {name}", **fit_options(cfg))
-        probs = {split: probabilities(task, predict_logits(student, Encoded(tokenizer, t, None, max_length)))
-                 for split, t in (("val", val), ("test", test))}
+        probs = {split: probabilities(task, predict_logits(student, encoded)) for split, encoded in sets.items()}
         rows.append({"row": name, **scored(task, y_val, probs["val"], y_test, probs["test"]),
                      "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
                      "seconds": round(time.perf_counter() - start, 1), "ngram_features": int(weight.shape[0]),
                      "ngram_head_params": int(weight.size + bias.size), "student_params": student_params,
                      "texts_sharing_token_ids": len(keys) - len(lookup)})
         start = time.perf_counter()
-        final = compressed(params, student, tokenizer, hook, splits, run, f"{desc} {name}")
-        rows.append({"row": name.replace("student", "final"),
+        final = compressed(params, student, tokenizer, hook, splits, sets, run, f"{desc} {name}")
+        rows.append({"row": final_name,
                      **scored(task, y_val, final["probs"]["val"], y_test, final["probs"]["test"]),
                      "sparsity": final["sparsity"], "transformer_onnx_bytes": final["transformer_bytes"],
                      "seconds": round(time.perf_counter() - start, 1)})
