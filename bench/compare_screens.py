@@ -12,8 +12,9 @@ screen never scores test.
         --pair cyberbully bench/chain_default_cyberbully_seed42_amd.json bench/screen_alpha1_cyberbully_seed42_amd.json \\
         --pair hatespeech . bench/screen_alpha1_hatespeech_seed42_amd.json --out bench/compare_alpha1_screens_amd
 
-The default side is a run_bench record holding that dataset's run (its val scores), or a pipeline directory
-whose metrics/ hold them (the committed `dvc repro`: `.`). Writes OUT.json and OUT.md."""
+The default side is a run_bench record holding that dataset's run (its val scores; in a record with several, as
+bench/RESULTS.json, the run with the screen's teacher), or a pipeline directory whose metrics/ hold them (the
+committed `dvc repro`: `.`). Writes OUT.json and OUT.md."""
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,10 @@ from .run_bench import DATASETS, fmt, outside_noise, stats
 SEEDS_FOR_A_DEFAULT = 3  # the rule every default change in README was held to
 
 
-def default_run(dataset: str, base: Path) -> dict:
-    """{seed, teacher, final, cpu, source} of the default run: from a run_bench record or a pipeline directory."""
+def default_run(dataset: str, base: Path, teacher: float | None = None) -> dict:
+    """{seed, teacher, final, cpu, source} of the default run: from a pipeline directory, or from a run_bench record.
+    A record with several runs of the dataset (bench/RESULTS.json) gives the one whose teacher val macro-F1 is
+    `teacher`, the screen's: the pairing is by teacher, so a seed cannot be matched to another seed's run."""
     if base.is_dir():
         metrics = {s: json.loads((base / "metrics" / f"{s}.json").read_text(encoding="utf-8"))
                    for s in ("train_teacher", "quantize")}
@@ -38,11 +41,16 @@ def default_run(dataset: str, base: Path) -> dict:
                 "final": metrics["quantize"]["val_macro_f1"], "cpu": None, "source": f"{base}/metrics"}
     record = json.loads(base.read_text(encoding="utf-8"))
     runs = record["datasets"].get(dataset, {}).get("runs", [])
-    if len(runs) != 1:
-        raise ValueError(f"{base}: holds {len(runs)} {dataset} runs; give a record with exactly one")
+    if not runs:
+        raise ValueError(f"{base}: holds 0 {dataset} runs")
+    if any("val" not in run for run in runs):
+        raise ValueError(f"{base}: a {dataset} run has no val scores (a record from before run_bench kept them)")
+    if len(runs) > 1:
+        runs = [run for run in runs if run["val"]["teacher"] == teacher] or runs
+        if len(runs) > 1:
+            raise ValueError(f"{base}: none of its {len(runs)} {dataset} runs has the screen's teacher (val macro-F1 "
+                             f"{teacher}); run the screen in one of their directories")
     run = runs[0]
-    if "val" not in run:
-        raise ValueError(f"{base}: its {dataset} run has no val scores (a record from before run_bench kept them)")
     return {"seed": run["seed"], **run["val"], "cpu": run.get("cpu", record["machine"]["cpu"]), "source": str(base)}
 
 
@@ -59,7 +67,8 @@ def screen_run(path: Path) -> dict:
 def pair(dataset: str, base: Path, screen: Path) -> dict:
     if dataset not in DATASETS:
         raise ValueError(f"{dataset}: not a make bench dataset ({', '.join(DATASETS)})")
-    b, s = default_run(dataset, base), screen_run(screen)
+    s = screen_run(screen)
+    b = default_run(dataset, base, s["teacher"])
     if b["teacher"] != s["teacher"]:
         raise ValueError(f"{screen} was not made on {base}'s teacher (teacher val macro-F1 {s['teacher']:.6f} "
                          f"against {b['teacher']:.6f}); run the screen in that run's directory")

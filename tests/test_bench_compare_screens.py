@@ -46,6 +46,18 @@ def test_a_screen_pairs_only_with_its_own_teacher(tmp_path):
         cs.pair("toxic", base, screen(tmp_path, "same", 0.76, 0.80))
 
 
+def test_a_record_of_several_runs_gives_the_run_with_the_screens_teacher(tmp_path):
+    """bench/RESULTS.json holds 3 runs per dataset: each screen pairs with its own seed's run, found by teacher."""
+    base = tmp_path / "results.json"
+    base.write_text(json.dumps({"machine": {"cpu": "AMD EPYC"}, "datasets": {"toxic": {"runs": [
+        {"seed": 42 + i, "val": {"teacher": t, "final": f}} for i, (t, f) in enumerate([(0.68, 0.70), (0.67, 0.71),
+                                                                                       (0.66, 0.72)])]}}}))
+    p = cs.pair("toxic", base, screen(tmp_path, "s43", 0.67, 0.70))
+    assert p["seed"] == 43 and p["change"] == pytest.approx(-0.01)
+    with pytest.raises(ValueError, match="none of its 3 toxic runs"):
+        cs.pair("toxic", base, screen(tmp_path, "other", 0.6701, 0.70))
+
+
 def test_the_default_side_can_be_the_committed_pipeline_dir(tmp_path):
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "train_teacher.json").write_text(json.dumps({"val_macro_f1_tuned": 0.85}))
