@@ -46,10 +46,11 @@ def default_run(dataset: str, base: Path, teacher: float | None = None) -> dict:
     if any("val" not in run for run in runs):
         raise ValueError(f"{base}: a {dataset} run has no val scores (a record from before run_bench kept them)")
     if len(runs) > 1:
-        runs = [run for run in runs if run["val"]["teacher"] == teacher] or runs
-        if len(runs) > 1:
-            raise ValueError(f"{base}: none of its {len(runs)} {dataset} runs has the screen's teacher (val macro-F1 "
-                             f"{teacher}); run the screen in one of their directories")
+        matches = [run for run in runs if run["val"]["teacher"] == teacher]
+        if len(matches) != 1:
+            raise ValueError(f"{base}: {len(matches) or 'none'} of its {len(runs)} {dataset} runs has the screen's "
+                             f"teacher (val macro-F1 {teacher}); run the screen in one of their directories")
+        runs = matches
     run = runs[0]
     return {"seed": run["seed"], **run["val"], "cpu": run.get("cpu", record["machine"]["cpu"]), "source": str(base)}
 
