@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from banglacompress.data import CORPUS_FILE
+
 from .run_bench import DATASETS, fmt, outside_noise, stats
 
 SEEDS_FOR_A_DEFAULT = 3  # the rule every default change in README was held to
@@ -60,9 +62,11 @@ def screen_run(path: Path) -> dict:
     if len(saved["rows"]) != 1:
         raise ValueError(f"{path}: {len(saved['rows'])} candidates; a screen is one (--only L1_H96)")
     row = saved["rows"][0]
+    # Another transfer set (bench_frontier --corpus) is part of the change, like a --set override.
+    corpus = {"--corpus": saved["corpus"]} if saved.get("corpus", CORPUS_FILE) != CORPUS_FILE else {}
     return {"teacher": row["teacher_val_macro_f1"], "student": row["val_macro_f1_student"],
             "pruned": row["val_macro_f1_pruned"], "final": row["val_macro_f1_final"],
-            "overrides": saved["overrides"], "cpu": saved["machine"]["cpu"], "source": str(path)}
+            "overrides": {**saved["overrides"], **corpus}, "cpu": saved["machine"]["cpu"], "source": str(path)}
 
 
 def pair(dataset: str, base: Path, screen: Path) -> dict:

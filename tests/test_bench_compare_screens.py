@@ -15,9 +15,10 @@ def record(tmp_path, name, dataset, seed, teacher, final, cpu="AMD EPYC"):
     return path
 
 
-def screen(tmp_path, name, teacher, final, overrides=None, cpu="AMD EPYC"):
+def screen(tmp_path, name, teacher, final, overrides=None, cpu="AMD EPYC", corpus="data/pretrain_corpus.txt"):
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({"overrides": overrides or {"distill.alpha": 1.0}, "machine": {"cpu": cpu}, "rows": [
+    path.write_text(json.dumps({"overrides": {"distill.alpha": 1.0} if overrides is None else overrides,
+                                "corpus": corpus, "machine": {"cpu": cpu}, "rows": [
         {"teacher_val_macro_f1": teacher, "val_macro_f1_student": final, "val_macro_f1_pruned": final,
          "val_macro_f1_final": final}]}))
     return path
@@ -95,3 +96,13 @@ def test_one_change_at_a_time_and_each_run_once(tmp_path):
         cs.compare([a, b])
     with pytest.raises(ValueError, match="given twice"):
         cs.compare([a, a])
+
+
+def test_another_transfer_set_is_part_of_the_change(tmp_path):
+    """A --corpus screen is named by its corpus, and is not pooled with a screen on the run's own corpus."""
+    a = cs.pair("toxic", record(tmp_path, "a", "toxic", 42, 0.7, 0.7),
+                screen(tmp_path, "sa", 0.7, 0.71, overrides={}, corpus="data/transfer_aug1.txt"))
+    b = cs.pair("toxic", record(tmp_path, "b", "toxic", 43, 0.6, 0.7), screen(tmp_path, "sb", 0.6, 0.71, overrides={}))
+    assert "Change: `--corpus=data/transfer_aug1.txt`" in cs.render({"command": "c", **cs.compare([a])})
+    with pytest.raises(ValueError, match="different params"):
+        cs.compare([a, b])
