@@ -38,11 +38,11 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from banglacompress.artifact import quantize_model
 from banglacompress.baseline import fit_tfidf_lr, predict_proba
 from banglacompress.config import read_json
 from banglacompress.data import Encoded, class_weights
 from banglacompress.distill import blend_tfidf, build_kd, build_student, kd_targets
-from banglacompress.artifact import quantize_model
 from banglacompress.models import load_model_dir
 from banglacompress.prune import prune_model
 from banglacompress.scoring import probabilities
