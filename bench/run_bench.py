@@ -261,16 +261,27 @@ def _same_tree(a: Path, b: Path) -> bool:
     return tree is not None and tree == _tree(b)
 
 
-def run_teacher_scores(run: Path, teacher: dict, params: dict, seed: int) -> dict | None:
+# The code the train_teacher stage runs: a run made before a change to the later stages' code still has this
+# code's teacher (run_teacher_scores(..., teacher_code_only=True))
+TEACHER_CODE = tuple(f"banglacompress/{m}.py" for m in ("config", "data", "integrity", "models", "pooling", "runtime",
+                                                         "scoring", "train")) + ("stages/train_teacher.py",)
+
+
+def run_teacher_scores(run: Path, teacher: dict, params: dict, seed: int, teacher_code_only: bool = False
+                       ) -> dict | None:
     """The scores of a finished make-bench run's own teacher when it is the one asked for: trained with these
-    teacher params at this seed (and the same threads and max_length), by this code on this CPU type, so its
-    train_teacher stage ran the same function on the same split and pretrained encoder. Else None."""
+    teacher params at this seed (and the same threads and max_length), by this code (with teacher_code_only, by
+    the same TEACHER_CODE) on this CPU type, so its train_teacher stage ran the same function on the same split
+    and pretrained encoder. Else None."""
     record = run / RUN_FILE
     if not (record.exists() and (run / "metrics" / "train_teacher.json").exists()):
         return None
     made = load_params(run / "params.yaml")
+    code, ours = code_files(run), code_files(ROOT)
+    if teacher_code_only:
+        code, ours = ({k: v for k, v in files.items() if k in TEACHER_CODE} for files in (code, ours))
     if (made["teacher"] != teacher or made["seed"] != seed or made["threads"] != params["threads"]
-            or made["data"]["max_length"] != params["data"]["max_length"] or code_files(run) != code_files(ROOT)):
+            or made["data"]["max_length"] != params["data"]["max_length"] or code != ours):
         return None
     result = json.loads(record.read_text(encoding="utf-8"))
     if not same_cpu(result):

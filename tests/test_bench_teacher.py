@@ -115,7 +115,13 @@ def test_the_runs_own_teacher_is_reused_only_when_it_is_the_same_computation(tmp
     original = module.read_text(encoding="utf-8")
     module.write_text(original + "# edited\n", encoding="utf-8")
     assert run_bench.run_teacher_scores(run, params["teacher"], params, 43) is None                    # other code
+    assert run_bench.run_teacher_scores(run, params["teacher"], params, 43, teacher_code_only=True) is None
     module.write_text(original, encoding="utf-8")
+    # a change to a later stage's code leaves the teacher the same computation, when asked for the teacher's code only
+    later = run / "banglacompress" / "prune.py"
+    later.write_text(later.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+    assert run_bench.run_teacher_scores(run, params["teacher"], params, 43) is None
+    assert run_bench.run_teacher_scores(run, params["teacher"], params, 43, teacher_code_only=True) == row
     (run / run_bench.RUN_FILE).write_text(json.dumps({"cpu": "another CPU type", "stages": {}, "result": {}}))
     assert run_bench.run_teacher_scores(run, params["teacher"], params, 43) is None                    # other CPU
 
