@@ -21,3 +21,24 @@ def test_c_is_chosen_on_val_and_test_is_scored_for_two_fits_only(tmp_path, monke
     assert run["val_chosen"] == best and run["chosen_C"] in (0.01, 4.0, 100.0)
     assert run["val_baseline"] == next(r["val_macro_f1"] for r in run["grid"] if r["C"] == 4.0)
     assert "_fit" not in json.dumps(run)  # the record holds numbers only
+
+
+def test_features_are_chosen_on_val_with_c_and_the_baseline_is_char_at_c4(tmp_path, monkeypatch):
+    synthetic_frame("binary", n=300, seed=3).to_csv(tmp_path / "tiny.csv", index=False)
+    monkeypatch.setattr(tfidf_c, "DATASETS", {"tiny": {"data": {"path": tmp_path / "tiny.csv", "text_column": "Comments",
+                                                                 "label_columns": ["HateSpeech"]}}})
+    fitted, real = [], tfidf_c.fit_tfidf_lr
+    monkeypatch.setattr(tfidf_c, "fit_tfidf_lr", lambda *a, vectorizer, **kw: fitted.append(type(vectorizer).__name__)
+                        or real(*a, vectorizer=vectorizer, **kw))
+    run = tfidf_c.one_run("tiny", 42, (0.01, 4.0), ("char", "char+word"))
+    assert fitted == ["TfidfVectorizer"] * 2 + ["FeatureUnion"] * 2
+    assert [(r.get("features", "char"), r["C"]) for r in run["grid"]] == [
+        ("char", 0.01), ("char", 4.0), ("char+word", 0.01), ("char+word", 4.0)]
+    word = next(r for r in run["grid"] if r.get("features") == "char+word" and r["C"] == 4.0)
+    char = next(r for r in run["grid"] if "features" not in r and r["C"] == 4.0)
+    assert run["val_baseline"] == char["val_macro_f1"] and 0 < word["val_macro_f1"] <= 1
+    best = max(run["grid"], key=lambda r: r["val_macro_f1"])
+    assert run["val_chosen"] == best["val_macro_f1"] and run["chosen_features"] in ("char", "char+word")
+    text = tfidf_c.markdown({"command": "c", "machine": {"date": "d", "cpu": "x"}, "grid": [0.01, 4.0],
+                             "features": ["char", "char+word"], "runs": [run]})
+    assert "| val char+word C=4 |" in text and "Val change of char+word against char at C=4" in text
