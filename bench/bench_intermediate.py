@@ -95,7 +95,8 @@ def main() -> None:
             prepared, encoder = run / "data" / "prepared", str(run / "models" / "pretrained")
             default = run_teacher_scores(run, teacher, params, seed, teacher_code_only=True)
             if default is None:
-                sys.exit(f"error: {run} is not a make-bench run of this teacher code and params at seed {seed} on this CPU type")
+                sys.exit(f"error: {run} is not a make-bench run of this teacher code and params at seed {seed} "
+                         "on this CPU type")
             exclude = load_split(prepared, "val")[0] + load_split(prepared, "test")[0]
             steps, start = [], time.perf_counter()
             for aux in args.aux:

@@ -49,10 +49,11 @@ def one_run(run: Path, offset: int, tmp: Path) -> dict:
     both = (one + two) / 2
     f1 = {name: tuned_f1(meta["task"], meta["label_names"], y_val, logits)
           for name, logits in (("teacher", one), ("second", two), ("mean", both))}
-    targets = {name: tuned_f1(meta["task"], meta["label_names"], y_val,
-                              blend_tfidf(meta["task"], weight, [(logits, val_texts)], train_texts=train_texts,
-                                          y_train=y_train, seed=seed)[0])
-               for name, logits in (("teacher", one), ("mean", both))}
+    # both blends from one TF-IDF fit, as distill makes them
+    blends = blend_tfidf(meta["task"], weight, [(one, val_texts), (both, val_texts)], train_texts=train_texts,
+                         y_train=y_train, seed=seed)
+    targets = {name: tuned_f1(meta["task"], meta["label_names"], y_val, logits)
+               for name, logits in zip(("teacher", "mean"), blends)}
     return {"run": str(run), "seed": seed, "second_seed": seed + offset, "tfidf_weight": weight,
             "val_macro_f1": f1, "targets_val_macro_f1": targets, "second_teacher_seconds": seconds}
 

@@ -19,7 +19,7 @@ def test_the_two_teachers_mean_logits_are_scored_and_the_second_is_another_seed(
     # each teacher ranks one negative row above one positive row; the mean ranks both positives first
     logits = {"teacher": np.array([[3.0], [0.0], [1.0], [-2.0]]), "run_teacher1042": np.array([[0.0], [3.0], [-2.0], [1.0]])}
     monkeypatch.setattr(ens, "val_logits", lambda model_dir, texts, max_length: logits[model_dir.name])
-    monkeypatch.setattr(ens, "blend_tfidf", lambda task, weight, sets, **kw: [sets[0][0]])  # targets = the logits
+    monkeypatch.setattr(ens, "blend_tfidf", lambda task, weight, sets, **kw: [lg for lg, _ in sets])  # targets = logits
     row = ens.one_run(tmp_path / "run", 1000, tmp_path)
     ((cfg, kw),) = trained
     assert cfg["model"] == str(tmp_path / "run" / "models" / "pretrained") and cfg["lr"] == 0.0002
