@@ -97,7 +97,8 @@ def main() -> None:
             if default is None:
                 sys.exit(f"error: {run} is not a make-bench run of this teacher code and params at seed {seed} "
                          "on this CPU type")
-            exclude = load_split(prepared, "val")[0] + load_split(prepared, "test")[0]
+            test = load_split(prepared, "test")[:2]
+            exclude = load_split(prepared, "val")[0] + test[0]
             steps, start = [], time.perf_counter()
             for aux in args.aux:
                 aux_dir, model_dir = Path(tmp) / f"s{seed}_{aux}_data", Path(tmp) / f"s{seed}_{aux}_model"
@@ -110,7 +111,6 @@ def main() -> None:
                               "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"]})
                 print(f"[bench] seed {seed} {steps[-1]}", file=sys.stderr, flush=True)
             aux_seconds = round(time.perf_counter() - start, 1)
-            test = load_split(prepared, "test")[:2]
             scores = fine_tune_and_score({**teacher, "model": encoder}, prepared, Path(tmp) / f"s{seed}_target",
                                          seed, max_length, test, desc=f"seed {seed} after {'+'.join(args.aux)}")
             rows.append({"seed": seed, "default": default, "intermediate": {**scores, "aux_seconds": aux_seconds},
