@@ -8,7 +8,9 @@ timed interleaved with the teacher in ONNX Runtime INT8 in one process. Backs th
     .venv/bin/python -m bench.bench_frontier --only L1_H96 --shape L4_H256=4,256,4,1024 --out /tmp/frontier
 
 Run it in a bench work dir (bench/work/<dataset>/seed<N>, after run_bench) for another dataset: it reads
-that directory's params.yaml, models/teacher and data/prepared. The same chain screens other settings of the
+that directory's params.yaml, models/teacher and data/prepared. There, `PYTHONSAFEPATH=1 PYTHONPATH=REPO python -m
+bench.bench_frontier ...` imports the repo's banglacompress; without PYTHONSAFEPATH Python imports the work dir's
+copy (the code of the run) first, and this stops if that copy differs from the repo's. The same chain screens other settings of the
 default shape: `--set distill.alpha=1.0` (student, distill, prune and quantize params) and `--corpus FILE`
 (another KD transfer set, from bench.transfer_corpus).
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import banglacompress
 from banglacompress.artifact import load_artifact, quantize_and_verify
 from banglacompress.config import load_params
 from banglacompress.data import CORPUS_FILE, load_split
@@ -36,7 +39,7 @@ from banglacompress.prune import prune_and_heal
 from banglacompress.quantize import QUANT_METHODS
 from banglacompress.train import configure_torch
 
-from .run_bench import machine, parse_override, with_overrides
+from .run_bench import check_imported_package, machine, parse_override, with_overrides
 
 # name -> student.scratch overrides (the rest of the chain as in params.yaml)
 CANDIDATES = {
@@ -100,6 +103,7 @@ def main():
     ap.add_argument("--out", default="bench/frontier", help="writes OUT.json and OUT.md")
     ap.add_argument("--latency-samples", type=int, default=300)
     args = ap.parse_args()
+    check_imported_package(banglacompress.__file__)
     unknown = sorted(set(args.only or []) - set(CANDIDATES))
     if unknown:
         ap.error(f"--only {unknown[0]}: not a candidate; the candidates are {', '.join(CANDIDATES)} (or add one with --shape)")

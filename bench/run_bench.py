@@ -261,6 +261,21 @@ def _same_tree(a: Path, b: Path) -> bool:
     return tree is not None and tree == _tree(b)
 
 
+def check_imported_package(package_file: str, root: Path = ROOT) -> None:
+    """Stop when the banglacompress imported is not `root`'s and differs from it. In a run dir (`cd bench/work/D/
+    seedN && PYTHONPATH=REPO python -m bench.X`) `python -m` puts the working directory first on sys.path, so the
+    run's own copy of the package, the code of the run, is imported instead of the repo's: a screen of code changed
+    since the run would silently run the run's old code. A copy equal to the repo's is fine."""
+    used = Path(package_file).resolve().parents[1]
+    if used == root.resolve():
+        return
+    package = lambda tree: {k: v for k, v in code_files(tree).items() if k.startswith("banglacompress")}
+    if package(used) != package(root):
+        sys.exit(f"error: this imported banglacompress from {used}, whose copy differs from {root}'s (a run dir holds "
+                 f"the code it was run with); run it with PYTHONSAFEPATH=1 PYTHONPATH={root} so that the repo's code "
+                 f"is imported")
+
+
 # The code the train_teacher stage runs: a run made before a change to the later stages' code still has this
 # code's teacher (run_teacher_scores(..., teacher_code_only=True))
 TEACHER_CODE = tuple(f"banglacompress/{m}.py" for m in ("config", "data", "integrity", "models", "pooling", "runtime",

@@ -28,3 +28,20 @@ def test_a_run_with_no_or_unknown_candidates_stops_before_any_work(args, message
     run = subprocess.run([sys.executable, "-m", "bench.bench_frontier", *args], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 2 and message in run.stderr.strip().splitlines()[-1]
+
+
+def test_a_run_dirs_own_copy_of_the_package_is_refused_when_it_differs(tmp_path):
+    """In a run dir `python -m` imports the run's copy of banglacompress first: a screen of changed code would
+    silently run the run's old code (it did: a first subword_alpha screen reproduced the default to the last digit)."""
+    import shutil
+
+    import banglacompress
+    from bench.run_bench import ROOT, check_imported_package
+    check_imported_package(banglacompress.__file__)  # the repo's own
+    shutil.copytree(ROOT / "banglacompress", tmp_path / "banglacompress",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    check_imported_package(str(tmp_path / "banglacompress" / "__init__.py"))  # an equal copy is fine
+    with open(tmp_path / "banglacompress" / "distill.py", "a", encoding="utf-8") as f:
+        f.write("\n# changed since the run\n")
+    with pytest.raises(SystemExit, match="run it with PYTHONSAFEPATH=1"):
+        check_imported_package(str(tmp_path / "banglacompress" / "__init__.py"))
