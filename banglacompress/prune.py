@@ -551,17 +551,16 @@ def kd_targets(cfg: dict, model, tokenizer, teacher_dir, train_texts: list[str],
                                            desc=f"{source} train"))
 
 
-def prune_model(cfg: dict, model, tokenizer, *, train: tuple[list[str], np.ndarray], val: tuple[list[str], np.ndarray],
+def prune_model(cfg: dict, model, tokenizer, *, train: tuple[list[str], np.ndarray], val: tuple[Encoded, np.ndarray],
                 task: str, teacher_dir: str | Path, seed: int, max_length: int, live=None,
                 desc: str = "prune") -> tuple[dict, dict]:
     """Prune `model` in place with prune.method and heal it by fine-tuning with the masks kept on (with soft targets
-    from prune.kd_from when prune.kd_alpha > 0, labels only at 0); the best epoch on val is restored.
-    Returns (what the method did: method, structured, sparsity_after_prune and the pruner's report; the healing
-    result)."""
+    from prune.kd_from when prune.kd_alpha > 0, labels only at 0); the best epoch on val (`val`: its rows encoded by
+    `tokenizer`, and their labels) is restored. Returns (what the method did: method, structured,
+    sparsity_after_prune and the pruner's report; the healing result)."""
     spec = PRUNE_METHODS[cfg["method"]]
-    (train_texts, y_train), (_, y_val) = train, val
+    (train_texts, y_train), (val_set, y_val) = train, val
     train_set = Encoded(tokenizer, train_texts, y_train, max_length)
-    val_set = Encoded(tokenizer, val[0], None, max_length)
     calib = sample_batches(tokenizer, train_texts, y_train, cfg.get("calib_samples", 512), cfg["batch_size"],
                            max_length, seed) if spec.calibrated else None
     # Soft targets once, on the train rows, matched to batches by row index; before pruning touches the model.
@@ -596,7 +595,7 @@ def prune_and_heal(cfg: dict, *, prepared: str | Path, student_dir: str | Path, 
     model, tokenizer, _ = load_model_dir(student_dir)
     val_set = Encoded(tokenizer, val_texts, None, max_length)
     with open_live(live_dir) if live_dir else contextlib.nullcontext() as live:
-        done, result = prune_model(cfg, model, tokenizer, train=(train_texts, y_train), val=(val_texts, y_val),
+        done, result = prune_model(cfg, model, tokenizer, train=(train_texts, y_train), val=(val_set, y_val),
                                    task=meta["task"], teacher_dir=teacher_dir, seed=seed, max_length=max_length,
                                    live=live)
     if not is_main_process():  # data-parallel run: rank 0 writes the outputs

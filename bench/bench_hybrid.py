@@ -102,9 +102,9 @@ def compressed(params: dict, model, tokenizer, hook, splits: dict, sets: dict, r
     """The run's prune stage on the hybrid (the head inside it), then its quantize method on the transformer alone,
     the head's logits added in FP32: the probabilities on `sets` (val and test, encoded) of a final model with the
     n-gram head."""
-    (train, y_train), (val, y_val) = splits["train"], splits["val"]
+    (train, y_train), (_, y_val) = splits["train"], splits["val"]
     max_length, seed = params["data"]["max_length"], params["seed"]
-    done, _ = prune_model(params["prune"], model, tokenizer, train=(train, y_train), val=(val, y_val),
+    done, _ = prune_model(params["prune"], model, tokenizer, train=(train, y_train), val=(sets["val"], y_val),
                           task=splits["task"], teacher_dir=run / "models" / "teacher", seed=seed,
                           max_length=max_length, desc=f"{desc} prune")
     hook.remove()

@@ -349,6 +349,21 @@ def test_healing_distils_from_the_model_kd_from_names(student_repo, tmp_path, mo
     assert not np.allclose(seen["logits"], logits[other], atol=1e-3)
 
 
+def test_the_prune_stage_encodes_val_once(student_repo, tmp_path, monkeypatch):
+    """The stage encoded the val texts twice, once for healing and once for thresholds and the reload check."""
+    val_texts, _, _ = load_split(student_repo / "data" / "prepared", "val")
+    encoded = []
+    real = prune_module.Encoded
+    monkeypatch.setattr(prune_module, "Encoded", lambda tok, texts, *a, **k: encoded.append(list(texts)) or real(
+        tok, texts, *a, **k))
+    params = tiny_params(student_repo / "synthetic.csv")
+    models = student_repo / "models"
+    prune_and_heal(dict(params["prune"], method="structured"), prepared=student_repo / "data" / "prepared",
+                   student_dir=models / "student", teacher_dir=models / "teacher", out_dir=tmp_path / "pruned",
+                   seed=42, max_length=params["data"]["max_length"])
+    assert encoded.count(list(val_texts)) == 1
+
+
 def test_kd_from_takes_teacher_or_student_only():
     base = {"method": "structured", "sparsity": 0.5, "fine_tune_epochs": 1, "lr": 1e-3, "batch_size": 8}
     check_prune_params({**base, "kd_from": "student"})
