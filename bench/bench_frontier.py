@@ -10,8 +10,8 @@ timed interleaved with the teacher in ONNX Runtime INT8 in one process. Backs th
 Run it in a bench work dir (bench/work/<dataset>/seed<N>, after run_bench) for another dataset: it reads
 that directory's params.yaml, models/teacher and data/prepared. There, `PYTHONSAFEPATH=1 PYTHONPATH=REPO python -m
 bench.bench_frontier ...` imports the repo's banglacompress; without PYTHONSAFEPATH Python imports the work dir's
-copy (the code of the run) first, and this stops if that copy differs from the repo's. The same chain screens other settings of the
-default shape: `--set distill.alpha=1.0` (student, distill, prune and quantize params) and `--corpus FILE`
+copy (the code of the run) first, and this stops if that copy differs from the repo's. The same chain screens
+other settings of the default shape: `--set distill.alpha=1.0` (student, distill, prune and quantize params) and `--corpus FILE`
 (another KD transfer set, from bench.transfer_corpus).
 
 Writes <out>.json and <out>.md (default bench/frontier). The stage functions are the pipeline's own

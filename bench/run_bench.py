@@ -269,8 +269,7 @@ def check_imported_package(package_file: str, root: Path = ROOT) -> None:
     used = Path(package_file).resolve().parents[1]
     if used == root.resolve():
         return
-    package = lambda tree: {k: v for k, v in code_files(tree).items() if k.startswith("banglacompress")}
-    if package(used) != package(root):
+    if _tree(used / "banglacompress") != _tree(root / "banglacompress"):
         sys.exit(f"error: this imported banglacompress from {used}, whose copy differs from {root}'s (a run dir holds "
                  f"the code it was run with); run it with PYTHONSAFEPATH=1 PYTHONPATH={root} so that the repo's code "
                  f"is imported")
