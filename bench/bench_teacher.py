@@ -228,8 +228,9 @@ def upgrade(result: dict) -> dict:
 
 def merged(records: list[dict], names: list[str]) -> dict:
     """Records of the same sweep (param, default, overrides, teacher and pretrain params) made on different
-    seeds, as one record: rows and runs concatenated, the summary taken again over all the seeds."""
-    same = ("param", "default", "overrides", "teacher", "pretrain", "work")
+    seeds, as one record: rows and runs concatenated, the summary taken again over all the seeds. The seeds' runs
+    may lie in different work dirs (each run keeps its paths in `runs`)."""
+    same = ("param", "default", "overrides", "teacher", "pretrain")
     first = records[0]["header"]
     for record, name in zip(records, names):
         differs = [k for k in same if record["header"].get(k) != first.get(k)]
@@ -238,7 +239,9 @@ def merged(records: list[dict], names: list[str]) -> dict:
     seeds = [r["seed"] for record in records for r in record["rows"] if r["value"] == first["default"]]
     if len(seeds) != len(set(seeds)):
         sys.exit(f"error: the records share a seed ({sorted(seeds)}): merge records of different seeds")
+    works = list(dict.fromkeys(r["header"].get("work") for r in records))
     header = {**first, "command": "; ".join(r["header"]["command"] for r in records),
+              "work": works[0] if len(works) == 1 else None, **({"works": works} if len(works) > 1 else {}),
               "runs": [run for r in records for run in r["header"]["runs"]], "merged_from": list(names)}
     rows = [row for record in records for row in record["rows"]]
     return {"header": header, "rows": rows, **summarize(rows, header["default"])}
@@ -276,6 +279,8 @@ def render(result: dict) -> str:
     seeds = [r["seed"] for r in header["runs"]]
     pretrained = param in PRETRAINED  # a scratch.* / pretrain.* sweep: its values have their own encoders
     where = (f"each seed's own split and pretrained encoder (`{header['work']}/seed<N>`)" if header.get("work")
+             else "each seed's own split and pretrained encoder (" + ", ".join(f"`{w}/seed<N>`" for w in header["works"])
+             + ")" if header.get("works")
              else f"from `{header['runs'][0]['pretrained']}` on `{header['runs'][0]['prepared']}`")
     lines = [f"# {label(param)} of the pretrained teacher", "",
              f"Command: `{header['command']}`; {header['machine']['cpu']}; seeds {seeds}; {where}; the other "

@@ -255,3 +255,12 @@ def test_records_of_one_sweep_made_a_seed_at_a_time_merge_into_one_paired_table(
             bench_teacher.main()
         assert message in str(stop.value)
     assert not (tmp_path / "bad.json").exists()
+
+    # seeds whose runs lie in different work dirs (make bench reruns) merge; the table names both
+    moved = _record(45, 0.01, overrides={"pretrain.lr": 0.0005})
+    moved["header"]["work"] = "bench/work/y"
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--merge", names[0], str(tmp_path / "moved.json"),
+                                      "--out", str(tmp_path / "two_dirs")])
+    bench_teacher.main()
+    assert "(`bench/work/x/seed<N>`, `bench/work/y/seed<N>`)" in (tmp_path / "two_dirs.md").read_text(encoding="utf-8")
