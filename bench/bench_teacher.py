@@ -278,10 +278,9 @@ def render(result: dict) -> str:
     param, default = header["param"], header["default"]
     seeds = [r["seed"] for r in header["runs"]]
     pretrained = param in PRETRAINED  # a scratch.* / pretrain.* sweep: its values have their own encoders
-    where = (f"each seed's own split and pretrained encoder (`{header['work']}/seed<N>`)" if header.get("work")
-             else "each seed's own split and pretrained encoder (" + ", ".join(f"`{w}/seed<N>`" for w in header["works"])
-             + ")" if header.get("works")
-             else f"from `{header['runs'][0]['pretrained']}` on `{header['runs'][0]['prepared']}`")
+    works = [header["work"]] if header.get("work") else header.get("works", [])  # a merge of several work dirs
+    where = ("each seed's own split and pretrained encoder (" + ", ".join(f"`{w}/seed<N>`" for w in works) + ")"
+             if works else f"from `{header['runs'][0]['pretrained']}` on `{header['runs'][0]['prepared']}`")
     lines = [f"# {label(param)} of the pretrained teacher", "",
              f"Command: `{header['command']}`; {header['machine']['cpu']}; seeds {seeds}; {where}; the other "
              "teacher params from params.yaml. Chosen on val macro-F1 (thresholds tuned on val); test is reported, "
