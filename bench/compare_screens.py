@@ -29,6 +29,8 @@ from banglacompress.data import CORPUS_FILE
 from .run_bench import DATASETS, fmt, outside_noise, stats
 
 SEEDS_FOR_A_DEFAULT = 3  # the rule every default change in README was held to
+PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
+SHAPE_KEYS = ("layers", "hidden", "heads", "ffn")
 
 
 def default_run(dataset: str, base: Path, teacher: float | None = None) -> dict:
@@ -57,16 +59,28 @@ def default_run(dataset: str, base: Path, teacher: float | None = None) -> dict:
     return {"seed": run["seed"], **run["val"], "cpu": run.get("cpu", record["machine"]["cpu"]), "source": str(base)}
 
 
-def screen_run(path: Path) -> dict:
+def default_shape() -> dict:
+    """student.scratch of the repo's params.yaml: the shape make bench's default runs distilled into."""
+    params = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
+    return {k: params["student"]["scratch"][k] for k in SHAPE_KEYS}
+
+
+def screen_run(path: Path, shape: dict | None = None) -> dict:
+    """A screen's val scores and its change: --set overrides, another --corpus, and a student shape other than
+    `shape` (default: params.yaml's student.scratch), each part of the change."""
     saved = json.loads(path.read_text(encoding="utf-8"))
     if len(saved["rows"]) != 1:
         raise ValueError(f"{path}: {len(saved['rows'])} candidates; a screen is one (--only L1_H96)")
     row = saved["rows"][0]
     # Another transfer set (bench_frontier --corpus) is part of the change, like a --set override.
     corpus = {"--corpus": saved["corpus"]} if saved.get("corpus", CORPUS_FILE) != CORPUS_FILE else {}
+    # So is another student shape (bench_frontier --shape): without it a shape screen would read as no change.
+    shape = default_shape() if shape is None else shape
+    resized = {f"student.scratch.{k}": row[k] for k in SHAPE_KEYS if k in row and row[k] != shape[k]}
     return {"teacher": row["teacher_val_macro_f1"], "student": row["val_macro_f1_student"],
             "pruned": row["val_macro_f1_pruned"], "final": row["val_macro_f1_final"],
-            "overrides": {**saved["overrides"], **corpus}, "cpu": saved["machine"]["cpu"], "source": str(path)}
+            "overrides": {**saved["overrides"], **corpus, **resized}, "cpu": saved["machine"]["cpu"],
+            "source": str(path)}
 
 
 def pair(dataset: str, base: Path, screen: Path) -> dict:

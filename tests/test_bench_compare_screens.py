@@ -106,3 +106,19 @@ def test_another_transfer_set_is_part_of_the_change(tmp_path):
     assert "Change: `--corpus=data/transfer_aug1.txt`" in cs.render({"command": "c", **cs.compare([a])})
     with pytest.raises(ValueError, match="different params"):
         cs.compare([a, b])
+
+
+def test_a_student_shape_screen_names_its_shape_as_the_change(tmp_path):
+    """bench_frontier --shape L2_H256=2,256,4,1024 sets no --set override: the shape itself is the change, so it
+    must show in the change and never pair as "no change" beside screens of the default shape."""
+    default = {"layers": 1, "hidden": 96, "heads": 2, "ffn": 384}
+    path = screen(tmp_path, "wide", 0.76, 0.79, overrides={})
+    saved = json.loads(path.read_text())
+    saved["rows"][0].update({"layers": 2, "hidden": 256, "heads": 4, "ffn": 1024})
+    path.write_text(json.dumps(saved))
+    assert cs.screen_run(path, default)["overrides"] == {"student.scratch.layers": 2, "student.scratch.hidden": 256,
+                                                         "student.scratch.heads": 4, "student.scratch.ffn": 1024}
+    saved["rows"][0].update(default)
+    path.write_text(json.dumps(saved))
+    assert cs.screen_run(path, default)["overrides"] == {}
+    assert set(cs.default_shape()) == {"layers", "hidden", "heads", "ffn"}  # params.yaml's student.scratch
