@@ -28,7 +28,7 @@ from banglacompress.data import CORPUS_FILE
 
 from .run_bench import DATASETS, fmt, outside_noise, stats
 
-SEEDS_FOR_A_DEFAULT = 3  # the rule every default change in README was held to
+SEEDS_FOR_A_DEFAULT = 3  # the rule every default change was held to (docs/experiments.md)
 PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 SHAPE_KEYS = ("layers", "hidden", "heads", "ffn")
 
