@@ -18,6 +18,7 @@ committed `dvc repro`: `.`). Writes OUT.json and OUT.md."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -59,8 +60,10 @@ def default_run(dataset: str, base: Path, teacher: float | None = None) -> dict:
     return {"seed": run["seed"], **run["val"], "cpu": run.get("cpu", record["machine"]["cpu"]), "source": str(base)}
 
 
+@functools.cache
 def default_shape() -> dict:
-    """student.scratch of the repo's params.yaml: the shape make bench's default runs distilled into."""
+    """student.scratch of the repo's params.yaml: the shape make bench's default runs distilled into (read once,
+    not once per screen)."""
     params = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
     return {k: params["student"]["scratch"][k] for k in SHAPE_KEYS}
 
