@@ -14,19 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 from .config import UserError, atomic_output, check_range, require
 from .data import Encoded, clean_text, dedup_key, make_loader, read_csv
 from .integrity import write_checksums
 from .models import check_arch, save_tokenizer, scratch_config, tokenizer_for, with_dropout
-from .train import SCHEDULERS, is_main_process, open_live, progress, report_launch, seed_everything
+from .train import (SCHEDULERS, check_mixed_precision, is_main_process, make_accelerator, open_live, progress,
+                    report_launch, seed_everything)
 
 # The pretrain params group; a missing key takes this default, an unknown key is an error.
 DEFAULTS = {"enabled": "auto", "corpora": [], "val_fraction": 0.02, "epochs": 8, "batch_size": 64,
             "lr": 1e-3, "warmup_ratio": 0.06, "weight_decay": 0.01, "mask_prob": 0.15, "whole_word": True,
-            "max_texts": None}
+            "max_texts": None, "mixed_precision": None}
 CORPUS_KEYS = ("path", "text_column")
 GRAD_CLIP = 1.0
 MISSING_CORPUS = ("it is listed in pretrain.corpora: `make data` puts the shared corpora under data/raw/, or remove "
@@ -66,6 +66,7 @@ def check_pretrain_params(cfg: dict) -> dict:
     check_range("pretrain.mask_prob", cfg["mask_prob"], 0.01, 0.9)
     if cfg["max_texts"] is not None:
         _check_int("pretrain.max_texts", cfg["max_texts"], 10, 10**9)
+    check_mixed_precision("pretrain.mixed_precision", cfg["mixed_precision"])
     return cfg
 
 
@@ -319,7 +320,7 @@ def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int,
     loader = make_loader(train_set, cfg["batch_size"], shuffle=True, seed=seed)
     val_loader = make_loader(val_set, cfg["batch_size"], shuffle=False)
 
-    accelerator = Accelerator()
+    accelerator = make_accelerator(cfg["mixed_precision"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     total = max(1, cfg["epochs"] * len(loader))
     schedule = SCHEDULERS["linear"](optimizer, int(cfg["warmup_ratio"] * total), total)
@@ -334,7 +335,10 @@ def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int,
             model.train()
             start, loss_sum, chosen = time.perf_counter(), 0.0, 0
             for batch in progress(loader, desc=f"pretrain epoch {epoch + 1}/{cfg['epochs']}"):
-                loss, n = _mlm_step(model, batch, generator, masking, accelerator.device)
+                # mlm_loss calls the encoder and head directly, past the forward that accelerate.prepare
+                # wraps in autocast, so mixed precision has to be switched on here
+                with accelerator.autocast():
+                    loss, n = _mlm_step(model, batch, generator, masking, accelerator.device)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(model.parameters(), GRAD_CLIP)
                 optimizer.step()
@@ -342,8 +346,9 @@ def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int,
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum, chosen = loss_sum + loss.item() * n, chosen + n
                 tokens_seen += int(batch["attention_mask"].sum())
-            row = {"epoch": epoch + 1, "mlm_loss": loss_sum / max(chosen, 1),
-                   "val_perplexity": validation_perplexity(model, val_loader, masking, seed, accelerator.device)}
+            with accelerator.autocast():
+                perplexity = validation_perplexity(model, val_loader, masking, seed, accelerator.device)
+            row = {"epoch": epoch + 1, "mlm_loss": loss_sum / max(chosen, 1), "val_perplexity": perplexity}
             history.append(row)
             seconds = time.perf_counter() - start
             print(f"[pretrain] epoch {epoch + 1}/{cfg['epochs']} mlm loss {row['mlm_loss']:.4f} val perplexity "

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from dvclive import Live
 from scmrepo.exceptions import SCMError
 from sklearn.model_selection import StratifiedKFold
@@ -28,6 +29,8 @@ from .runtime import progress
 from .scoring import classification_metrics, decide, macro_f1, probabilities, tune_thresholds
 
 SCHEDULERS = {"linear": get_linear_schedule_with_warmup, "cosine": get_cosine_schedule_with_warmup}
+# A group's `mixed_precision` param -> accelerate's name for it (YAML 1.1 reads a bare `no` as false, hence fp32)
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def configure_torch(threads: int) -> None:
@@ -139,16 +142,35 @@ def report_launch(accelerator, desc: str) -> None:
               "(on CPU use --mixed_precision bf16)", file=sys.stderr)
 
 
+def check_mixed_precision(name: str, value) -> None:
+    if value is not None:
+        check_choice(name, value, MIXED_PRECISION)
+
+
+def make_accelerator(mixed_precision: str | None = None) -> Accelerator:
+    """accelerate for one training loop. mixed_precision null: whatever `accelerate launch` (or its
+    ACCELERATE_MIXED_PRECISION) says, FP32 under plain python; fp32 / bf16 / fp16: that, whatever the launcher
+    says, so DVC hashes the choice with the params. accelerate keeps one precision per process, so a
+    different one resets its state (the process group, held by PartialState, is kept)."""
+    if mixed_precision is None:
+        return Accelerator()
+    wanted = MIXED_PRECISION[mixed_precision]
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != wanted:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=wanted)
+
+
 def fit(model, train_set: Encoded, val_set: Encoded, val_targets: np.ndarray, *, task: str, loss_fn: Callable,
         epochs: int, batch_size: int, lr: float, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
         grad_clip: float = 1.0, patience: int = 2, scheduler: str = "linear", seed: int = 42,
         extra_modules: tuple = (), after_step: Callable | None = None, live=None, desc: str = "train",
-        select_best: bool = True) -> dict:
+        select_best: bool = True, mixed_precision: str | None = None) -> dict:
     """AdamW + warm-up schedule + clipping; early stopping on validation macro-F1 that restores the
     best epoch. `loss_fn(model, batch)` returns the loss (labels, KD, ...); `after_step(model)` runs
-    after every optimizer step (pruning masks). Returns the history; `model` holds the best weights."""
+    after every optimizer step (pruning masks). mixed_precision: make_accelerator's. Returns the history;
+    `model` holds the best weights (FP32 under mixed precision too)."""
     seed_everything(seed)
-    accelerator = Accelerator()
+    accelerator = make_accelerator(mixed_precision)
     trainable = [p for m in (model, *extra_modules) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
     loader = make_loader(train_set, batch_size, shuffle=True, seed=seed)
@@ -204,7 +226,8 @@ def fit(model, train_set: Encoded, val_set: Encoded, val_targets: np.ndarray, *,
 
 
 # --------------------------------------------------------------------------- shared stage steps
-FIT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "grad_clip", "patience", "scheduler")
+FIT_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "grad_clip", "patience", "scheduler",
+            "mixed_precision")
 
 
 def fit_options(cfg: dict, epochs_key: str = "epochs") -> dict:
@@ -220,6 +243,7 @@ def check_fit_options(group: str, cfg: dict, epochs_key: str = "epochs") -> None
     check_range(f"{group}.batch_size", cfg["batch_size"], 1, 65536)
     if "scheduler" in cfg:
         check_choice(f"{group}.scheduler", cfg["scheduler"], SCHEDULERS)
+    check_mixed_precision(f"{group}.mixed_precision", cfg.get("mixed_precision"))
 
 
 def tune_thresholds_and_save(path, model, tokenizer, meta: dict, val_set: Encoded, y_val: np.ndarray,

@@ -52,6 +52,17 @@ def synthetic_frame(task: str = "binary", n: int = 400, seed: int = 0) -> pd.Dat
 
 
 @pytest.fixture
+def fresh_accelerate_state(monkeypatch):
+    """accelerate keeps its settings in a process-wide singleton; start and leave it clean."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield monkeypatch
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture
 def binary_csv(tmp_path):
     path = tmp_path / "binary.csv"
     synthetic_frame("binary").to_csv(path, index=False)

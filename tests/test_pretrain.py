@@ -92,6 +92,7 @@ def test_missing_corpus_or_column_is_a_one_line_error(tmp_path):
     ({"val_fraction": 0.9}, r"pretrain.val_fraction=0.9 is out of range"),
     ({"whole_word": "yes"}, r"pretrain.whole_word='yes' must be true or false"),
     ({"corpora": [{"path": "x.csv", "column": "text"}]}, r"pretrain.corpora\[0\]=.* must have exactly the keys"),
+    ({"mixed_precision": False}, r"pretrain.mixed_precision=False is not supported; choose one of: fp32, bf16"),
 ])
 def test_bad_params_are_one_line_errors(change, message):
     check_pretrain_params(load_params(ROOT / "params.yaml")["pretrain"])  # the shipped group is valid
@@ -290,6 +291,29 @@ def test_scratch_pretrain_learns_saves_and_train_teacher_starts_from_it(tmp_path
     assert result["epochs_run"] == 1
     assert (tuned[name] - saved[name]).abs().max() < 1e-3 < (fresh.state_dict()[name] - saved[name]).abs().max()
     assert (tmp_path / "teacher" / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()
+
+
+@pytest.mark.parametrize("param,launcher,expected", [
+    ("bf16", None, torch.bfloat16), (None, "bf16", torch.bfloat16), ("fp32", "bf16", torch.float32),
+    (None, None, torch.float32)])
+def test_pretraining_computes_in_the_precision_asked_for(fresh_accelerate_state, tmp_path, param, launcher,
+                                                         expected):
+    """pretrain.mixed_precision, or `accelerate launch --mixed_precision` when it is null. mlm_loss calls the
+    encoder past the forward accelerate wraps in autocast: before the fix a bf16 run computed in FP32 while
+    it reported bf16. The saved model stays FP32."""
+    fresh_accelerate_state.setenv("ACCELERATE_USE_CPU", "1")
+    if launcher:
+        fresh_accelerate_state.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    seen = set()
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.add(out.dtype) if isinstance(module, torch.nn.Linear) else None)
+    try:
+        pretrain_mlm(_cfg(epochs=1, mixed_precision=param), texts=_chains(), out_dir=tmp_path / "pt", seed=0,
+                     max_length=32, teacher_cfg={"scratch": TINY_ARCH})
+    finally:
+        handle.remove()
+    assert seen == {expected}, seen
+    assert all(t.dtype == torch.float32 for t in load_file(tmp_path / "pt" / "model.safetensors").values())
 
 
 @pytest.mark.parametrize("family", [f for f in SCRATCH_FAMILIES if f != "bert"])

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from banglacompress.data import Encoded, class_weights
+from banglacompress.config import UserError
+from banglacompress.data import Encoded, class_weights, prepare_splits
 from banglacompress.distill import check_teacher, logit_kd, soft_logit_loss
 from banglacompress.models import build_model, load_model_dir
 from banglacompress.scoring import decide, macro_f1, probabilities, tune_thresholds
-from banglacompress.train import fit, label_loss, predict_logits
+from banglacompress.train import check_teacher_params, fit, label_loss, predict_logits, train_teacher
 from conftest import CUDA, TINY_ARCH, run_stage, synthetic_frame, tiny_params, venv_env, write_params
 
 import pytest
@@ -224,17 +225,6 @@ def test_train_teacher_on_cuda_is_bitwise_reproducible(repo, tmp_path):
     assert any(not torch.equal(first[name], cpu[name]) for name in first)
 
 
-@pytest.fixture
-def fresh_accelerate_state(monkeypatch):
-    """accelerate keeps its settings in a process-wide singleton; start and leave it clean."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield monkeypatch
-    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 @pytest.mark.parametrize("device,precision,expected", [
     ("cpu", "bf16", torch.bfloat16), ("cpu", "fp16", torch.float32),
     pytest.param("cuda", "fp16", torch.float16, marks=CUDA), pytest.param("cuda", "bf16", torch.bfloat16, marks=CUDA)])
@@ -263,3 +253,47 @@ def test_mixed_precision_from_accelerate_launch(fresh_accelerate_state, capsys, 
         assert f"mixed precision {precision} (autocast on {device})" in err
     else:
         assert "warning: mixed precision fp16 is not available on cpu; training in FP32" in err
+
+
+def _linear_output_dtypes() -> tuple[set, object]:
+    """The dtypes every nn.Linear in the process returns from here on (a global hook: it also sees
+    models built inside the function under test)."""
+    seen = set()
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.add(out.dtype) if isinstance(module, torch.nn.Linear) else None)
+    return seen, handle
+
+
+@pytest.mark.parametrize("param,launcher,expected", [
+    ("bf16", None, {torch.bfloat16}), ("bf16", "no", {torch.bfloat16}), ("fp32", "bf16", {torch.float32}),
+    (None, "bf16", {torch.bfloat16}), (None, None, {torch.float32})])
+def test_teacher_mixed_precision_param_wins_over_the_launcher(fresh_accelerate_state, tmp_path, param, launcher,
+                                                              expected):
+    """teacher.mixed_precision (hashed by DVC with the params) sets the precision of train_teacher's loop,
+    whatever `accelerate launch` says; null leaves it to the launcher (FP32 under plain python)."""
+    fresh_accelerate_state.setenv("ACCELERATE_USE_CPU", "1")
+    if launcher:
+        fresh_accelerate_state.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    frame = synthetic_frame("binary", n=120)
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    params = tiny_params(csv)
+    (tmp_path / "prepared").mkdir()
+    prepare_splits(params["data"], 0, tmp_path / "prepared")
+    cfg = {**params["teacher"], "epochs": 1, "mixed_precision": param}
+    seen, handle = _linear_output_dtypes()
+    try:
+        train_teacher(cfg, prepared=tmp_path / "prepared", out_dir=tmp_path / "teacher", seed=0, max_length=32)
+    finally:
+        handle.remove()
+    # the val predictions run unwrapped, in FP32: only the training steps can add bfloat16
+    assert seen - {torch.float32} == expected - {torch.float32}, seen
+    saved = load_file(tmp_path / "teacher" / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in saved.values())
+
+
+@pytest.mark.parametrize("value", ["no", False, "bfloat16"])
+def test_a_bad_mixed_precision_is_one_line_error(value):
+    with pytest.raises(UserError, match=r"teacher.mixed_precision=.* is not supported; choose one of: fp32, bf16, "
+                                        r"fp16$"):
+        check_teacher_params({"epochs": 1, "lr": 1e-3, "batch_size": 8, "mixed_precision": value})
