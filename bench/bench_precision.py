@@ -1,10 +1,9 @@
 """Mixed precision on this CPU (not a test): how much faster is the pretrain stage's masked-LM loop under
 bf16 autocast (`pretrain.mixed_precision: bf16`) than in FP32, per teacher shape, side by side in one process?
 
-For each shape, one random-init masked LM with a tokenizer trained on the sampled texts is saved once; then
-the pretrain stage's own function (`pretrain_mlm`, one epoch of `--texts` corpus texts (a seeded sample, which
-the tokenizer is trained on too), the params.yaml
-pretrain group otherwise) starts from that directory in FP32 and in bf16, alternating which goes first,
+For each shape, one random-init masked LM is saved once, with a tokenizer trained on `--texts` corpus texts (a
+seeded sample). The pretrain stage's own function (`pretrain_mlm`: one epoch of those texts, the params.yaml
+pretrain group otherwise) then starts from that directory in FP32 and in bf16, alternating which goes first,
 `--repeats` times. Every call sees the same weights, masks and batches, so the two differ by precision only:
 the held-out perplexity after the epoch is reported beside the time as a check on bf16's numerics (one epoch
 says nothing about the model a full run ends with; that needs the whole chain, bench/run_bench.py --set).

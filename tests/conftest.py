@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic Bangla-like data, tiny model params, and a scratch repo copy."""
+import contextlib
 import os
 import random
 import shutil
@@ -49,6 +50,19 @@ def synthetic_frame(task: str = "binary", n: int = 400, seed: int = 0) -> pd.Dat
             rows.append({"Data": _sentence(rng, [rng.choice(MARKERS[["neutral", "positive", "negative"][y]])]),
                          "Label": y})
     return pd.DataFrame(rows)
+
+
+@contextlib.contextmanager
+def linear_output_dtypes():
+    """The set of dtypes every nn.Linear in the process returns inside the block (a global hook: it also sees
+    models built inside the function under test)."""
+    seen = set()
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.add(out.dtype) if isinstance(module, torch.nn.Linear) else None)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 @pytest.fixture

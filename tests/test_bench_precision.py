@@ -5,7 +5,7 @@ import math
 import torch
 
 from bench import bench_precision as bp
-from conftest import TINY_ARCH
+from conftest import TINY_ARCH, linear_output_dtypes
 from test_pretrain import _cfg, _chains
 
 
@@ -15,13 +15,8 @@ def test_both_precisions_run_from_one_start_and_differ_by_precision_only(fresh_a
     real = bp.pretrain_mlm
 
     def spy(cfg, **kwargs):
-        dtypes = set()
-        handle = torch.nn.modules.module.register_module_forward_hook(
-            lambda module, args, out: dtypes.add(out.dtype) if isinstance(module, torch.nn.Linear) else None)
-        try:
+        with linear_output_dtypes() as dtypes:
             metrics = real(cfg, **kwargs)
-        finally:
-            handle.remove()
         seen.setdefault(cfg["mixed_precision"], []).append((kwargs["teacher_cfg"]["model"], dtypes))
         return metrics
 

@@ -21,7 +21,8 @@ from banglacompress.pretrain import (MASKED_HEADS, MaskedTexts, PRETRAINED_DIR, 
                                      corpus_readers, mlm_loss, pretrain_mlm, pretraining_applies, pretraining_corpus,
                                      scratch_mlm, teacher_start, word_starts)
 from banglacompress.train import train_teacher
-from conftest import NEUTRAL, ROOT, TINY_ARCH, copy_project, synthetic_frame, tiny_params, venv_env, write_params
+from conftest import (NEUTRAL, ROOT, TINY_ARCH, copy_project, linear_output_dtypes, synthetic_frame, tiny_params,
+                      venv_env, write_params)
 
 META = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1}
 
@@ -304,14 +305,9 @@ def test_pretraining_computes_in_the_precision_asked_for(fresh_accelerate_state,
     fresh_accelerate_state.setenv("ACCELERATE_USE_CPU", "1")
     if launcher:
         fresh_accelerate_state.setenv("ACCELERATE_MIXED_PRECISION", launcher)
-    seen = set()
-    handle = torch.nn.modules.module.register_module_forward_hook(
-        lambda module, args, out: seen.add(out.dtype) if isinstance(module, torch.nn.Linear) else None)
-    try:
+    with linear_output_dtypes() as seen:
         pretrain_mlm(_cfg(epochs=1, mixed_precision=param), texts=_chains(), out_dir=tmp_path / "pt", seed=0,
                      max_length=32, teacher_cfg={"scratch": TINY_ARCH})
-    finally:
-        handle.remove()
     assert seen == {expected}, seen
     assert all(t.dtype == torch.float32 for t in load_file(tmp_path / "pt" / "model.safetensors").values())
 

@@ -14,7 +14,8 @@ from banglacompress.distill import check_teacher, logit_kd, soft_logit_loss
 from banglacompress.models import build_model, load_model_dir
 from banglacompress.scoring import decide, macro_f1, probabilities, tune_thresholds
 from banglacompress.train import check_teacher_params, fit, label_loss, predict_logits, train_teacher
-from conftest import CUDA, TINY_ARCH, run_stage, synthetic_frame, tiny_params, venv_env, write_params
+from conftest import (CUDA, TINY_ARCH, linear_output_dtypes, run_stage, synthetic_frame, tiny_params, venv_env,
+                      write_params)
 
 import pytest
 
@@ -255,15 +256,6 @@ def test_mixed_precision_from_accelerate_launch(fresh_accelerate_state, capsys, 
         assert "warning: mixed precision fp16 is not available on cpu; training in FP32" in err
 
 
-def _linear_output_dtypes() -> tuple[set, object]:
-    """The dtypes every nn.Linear in the process returns from here on (a global hook: it also sees
-    models built inside the function under test)."""
-    seen = set()
-    handle = torch.nn.modules.module.register_module_forward_hook(
-        lambda module, args, out: seen.add(out.dtype) if isinstance(module, torch.nn.Linear) else None)
-    return seen, handle
-
-
 @pytest.mark.parametrize("param,launcher,expected", [
     ("bf16", None, {torch.bfloat16}), ("bf16", "no", {torch.bfloat16}), ("fp32", "bf16", {torch.float32}),
     (None, "bf16", {torch.bfloat16}), (None, None, {torch.float32})])
@@ -281,11 +273,8 @@ def test_teacher_mixed_precision_param_wins_over_the_launcher(fresh_accelerate_s
     (tmp_path / "prepared").mkdir()
     prepare_splits(params["data"], 0, tmp_path / "prepared")
     cfg = {**params["teacher"], "epochs": 1, "mixed_precision": param}
-    seen, handle = _linear_output_dtypes()
-    try:
+    with linear_output_dtypes() as seen:
         train_teacher(cfg, prepared=tmp_path / "prepared", out_dir=tmp_path / "teacher", seed=0, max_length=32)
-    finally:
-        handle.remove()
     # the val predictions run unwrapped, in FP32: only the training steps can add bfloat16
     assert seen - {torch.float32} == expected - {torch.float32}, seen
     saved = load_file(tmp_path / "teacher" / "model.safetensors")
