@@ -1,12 +1,14 @@
 """Mixed precision on this CPU (not a test): how much faster is the pretrain stage's masked-LM loop under
 bf16 autocast (`pretrain.mixed_precision: bf16`) than in FP32, per teacher shape, side by side in one process?
 
-For each shape, one random-init masked LM is saved once, with a tokenizer trained on `--texts` corpus texts (a
-seeded sample). The pretrain stage's own function (`pretrain_mlm`: one epoch of those texts, the params.yaml
-pretrain group otherwise) then starts from that directory in FP32 and in bf16, alternating which goes first,
-`--repeats` times. Every call sees the same weights, masks and batches, so the two differ by precision only:
-the held-out perplexity after the epoch is reported beside the time as a check on bf16's numerics (one epoch
-says nothing about the model a full run ends with; that needs the whole chain, bench/run_bench.py --set).
+For each shape, one random-init masked LM is saved once, with a tokenizer trained on the whole corpus as the
+pretrain stage trains it (a tokenizer trained on fewer texts cuts words into more pieces: longer sequences,
+larger matrix products, and a bf16 gain the real run does not see). The pretrain stage's own function
+(`pretrain_mlm`: one epoch of `--texts` corpus texts, a seeded sample, the params.yaml pretrain group otherwise)
+then starts from that directory in FP32 and in bf16, alternating which goes first, `--repeats` times. Every
+call sees the same weights, masks and batches, so the two differ by precision only: the held-out perplexity
+after the epoch is reported beside the time as a check on bf16's numerics (one epoch says nothing about the
+model a full run ends with; that needs the whole chain, bench/run_bench.py --set).
 Times are wall seconds of the whole call (loading, the epoch, validation, saving); medians over the repeats.
 
     .venv/bin/python -m bench.bench_precision --corpus data/pretrain_corpus.txt --out bench/precision_intel
@@ -46,12 +48,14 @@ def cpu_bf16_flags() -> list[str]:
     return [f for f in BF16_FLAGS if f in flags]
 
 
-def time_shape(arch: dict, texts: list[str], cfg: dict, repeats: int, max_length: int, seed: int) -> dict:
-    """Seconds and held-out perplexity of one pretrain_mlm epoch per precision, from one saved start."""
+def time_shape(arch: dict, corpus: list[str], texts: list[str], cfg: dict, repeats: int, max_length: int,
+               seed: int) -> dict:
+    """Seconds and held-out perplexity of one pretrain_mlm epoch on `texts` per precision, from one saved start
+    whose tokenizer is trained on `corpus`."""
     with tempfile.TemporaryDirectory() as tmp:
         start = Path(tmp) / "start"
         seed_everything(seed)
-        model, tokenizer, _ = build_mlm({"model": "scratch", "scratch": arch}, texts, max_length)
+        model, tokenizer, _ = build_mlm({"model": "scratch", "scratch": arch}, corpus, max_length)
         model.save_pretrained(start)
         save_tokenizer(tokenizer, start)
         seconds, perplexity = {p: [] for p in PRECISIONS}, {}
@@ -71,9 +75,9 @@ def time_shape(arch: dict, texts: list[str], cfg: dict, repeats: int, max_length
 
 def markdown(saved: dict) -> str:
     lines = [f"# bf16 autocast against FP32 in the pretrain stage's loop ({saved['machine']['cpu']})", "",
-             f"`{saved['command']}`: {saved['texts']} corpus texts, 1 epoch per call, {saved['repeats']} calls per "
-             f"precision, alternating; CPU bf16 flags: {', '.join(saved['cpu_bf16_flags']) or 'none'}; "
-             f"{saved['machine']['date']}.", "",
+             f"`{saved['command']}`: {saved['texts']} of the {saved['corpus_texts']} corpus texts (the tokenizer: "
+             f"all of them), 1 epoch per call, {saved['repeats']} calls per precision, alternating; CPU bf16 "
+             f"flags: {', '.join(saved['cpu_bf16_flags']) or 'none'}; {saved['machine']['date']}.", "",
              "| teacher width | FP32 s (median) | bf16 s (median) | FP32 / bf16 | val perplexity FP32 / bf16 |",
              "|---|---:|---:|---:|---|"]
     for name, row in saved["shapes"].items():
@@ -94,16 +98,17 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(ROOT / "params.yaml")
     configure_torch(params["threads"])
-    texts = read_corpus(args.corpus)
-    texts = random.Random(params["seed"]).sample(texts, min(args.texts, len(texts)))
+    corpus = read_corpus(args.corpus)
+    texts = random.Random(params["seed"]).sample(corpus, min(args.texts, len(corpus)))
     cfg = {**params["pretrain"], "epochs": 1, "max_texts": None}
     teacher = params["teacher"]["scratch"]
     max_length, seed = params["data"]["max_length"], params["seed"]
     saved = {"command": "python -m bench.bench_precision " + " ".join(sys.argv[1:]),
-             "machine": machine(), "cpu_bf16_flags": cpu_bf16_flags(), "texts": len(texts),
+             "machine": machine(), "cpu_bf16_flags": cpu_bf16_flags(), "corpus_texts": len(corpus), "texts": len(texts),
              "repeats": args.repeats, "shapes": {}}
     for name in args.shapes:
-        saved["shapes"][name] = time_shape({**teacher, **SHAPES[name]}, texts, cfg, args.repeats, max_length, seed)
+        saved["shapes"][name] = time_shape({**teacher, **SHAPES[name]}, corpus, texts, cfg, args.repeats, max_length,
+                                           seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(markdown(saved), encoding="utf-8")

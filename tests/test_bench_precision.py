@@ -21,7 +21,7 @@ def test_both_precisions_run_from_one_start_and_differ_by_precision_only(fresh_a
         return metrics
 
     monkeypatch.setattr(bp, "pretrain_mlm", spy)
-    row = bp.time_shape(TINY_ARCH, _chains(), _cfg(epochs=1), repeats=2, max_length=32, seed=0)
+    row = bp.time_shape(TINY_ARCH, _chains(), _chains(), _cfg(epochs=1), repeats=2, max_length=32, seed=0)
     assert set(seen) == {"fp32", "bf16"} and all(len(calls) == 2 for calls in seen.values())
     assert len({start for calls in seen.values() for start, _ in calls}) == 1  # one saved start for all calls
     assert all(dtypes == {torch.float32} for _, dtypes in seen["fp32"])
@@ -29,6 +29,6 @@ def test_both_precisions_run_from_one_start_and_differ_by_precision_only(fresh_a
     ppl = row["val_perplexity"]
     assert ppl["fp32"] != ppl["bf16"] and abs(math.log(ppl["fp32"] / ppl["bf16"])) < 0.05  # close, not equal
     assert row["fp32_over_bf16"] == row["median_seconds"]["fp32"] / row["median_seconds"]["bf16"] > 0
-    table = bp.markdown({"machine": {"cpu": "X", "date": "D"}, "command": "c", "texts": 96, "repeats": 2,
+    table = bp.markdown({"machine": {"cpu": "X", "date": "D"}, "command": "c", "corpus_texts": 96, "texts": 96, "repeats": 2,
                          "cpu_bf16_flags": [], "shapes": {"tiny": row}})
     assert f"{row['fp32_over_bf16']:.2f}x" in table and "CPU bf16 flags: none" in table
