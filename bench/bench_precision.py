@@ -33,7 +33,7 @@ from banglacompress.models import save_tokenizer
 from banglacompress.pretrain import build_mlm, pretrain_mlm
 from banglacompress.train import configure_torch, seed_everything
 
-from .run_bench import ROOT, machine
+from .run_bench import ROOT, cpu_flags, machine
 
 SHAPES = {"256": {"hidden": 256, "heads": 4, "ffn": 1024}, "384": {"hidden": 384, "heads": 6, "ffn": 1536}}
 PRECISIONS = ("fp32", "bf16")
@@ -41,11 +41,7 @@ BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def cpu_bf16_flags() -> list[str]:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo", encoding="utf-8") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return []
-    return [f for f in BF16_FLAGS if f in flags]
+    return [f for f in BF16_FLAGS if f in cpu_flags()]
 
 
 def time_shape(arch: dict, corpus: list[str], texts: list[str], cfg: dict, repeats: int, max_length: int,

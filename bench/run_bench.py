@@ -415,13 +415,21 @@ def targets(result: dict, stages: dict) -> dict:
             "repro_minutes": (repro_minutes, repro_minutes <= TARGETS["repro_minutes"])}
 
 
+def _cpuinfo_field(name: str) -> str:
+    """The first `name : value` line of /proc/cpuinfo ('' where there is none, or no /proc/cpuinfo)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(name)), "")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (avx512f, amx_bf16, ...), empty off Linux."""
+    return set(_cpuinfo_field("flags").split())
+
+
 def cpu_type() -> str:
     """The CPU model and whether it has AVX-512: float kernels, and so trained weights, differ across the two
     (README, Reproducibility), so runs are only reused or resumed on the same type."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor())
-    return name + (", AVX-512" if " avx512f" in info else "")
+    return (_cpuinfo_field("model name") or platform.processor()) + (", AVX-512" if "avx512f" in cpu_flags() else "")
 
 
 def machine() -> dict:
