@@ -1,7 +1,8 @@
 """One teacher param swept on the pretrained teacher (not a test): the params.yaml teacher, with --param set to
 each of --values, fine-tuned by the train_teacher stage's own function from one pretrained encoder (default: the
 pipeline's models/pretrained), chosen on val macro-F1 (thresholds tuned on val); test macro-F1 is scored once
-per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md) and `teacher.epochs`.
+per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md), `teacher.epochs`, `teacher.pooling` and
+`teacher.loss`.
 
 A param of the encoder's shape (scratch.vocab_size, scratch.layers, scratch.hidden: heads and ffn follow it,
 scratch.tokenizer_model) or of its pretraining (pretrain.mask_prob, pretrain.epochs, pretrain.lr) changes what
@@ -41,20 +42,23 @@ import yaml
 from banglacompress.config import load_params
 from banglacompress.data import load_split, read_corpus
 from banglacompress.models import TOKENIZER_MODELS, tokenizer_model
+from banglacompress.pooling import POOLINGS
 from banglacompress.pretrain import pretrain_mlm
-from banglacompress.train import configure_torch
+from banglacompress.train import LOSSES, configure_torch
 
 from .bench_pretrain import fine_tune_and_score, parse_set, with_sets
 from .run_bench import RUN_FILE, machine, outside_noise, run_teacher_scores, stats
 
-# What a sweep may set: a number the train_teacher stage reads (the encoder and its shape come from pretraining).
-SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip")
+# What a sweep may set: a number (or the pooling / loss word) the train_teacher stage reads (the encoder and its shape come
+# from pretraining).
+SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip",
+             "pooling", "loss")
 # ... and a number of the scratch encoder's shape or of its pretraining: each value is pretrained before it is
 # fine-tuned (its default's encoder is the one given).
 PRETRAINED = ("scratch.vocab_size", "scratch.layers", "scratch.hidden", "scratch.tokenizer_model",
               "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr")
 # ... of which these take a word, not a number
-WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS}
+WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS, "pooling": tuple(POOLINGS), "loss": tuple(LOSSES)}
 
 
 def value_of(params: dict, param: str):

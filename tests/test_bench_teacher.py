@@ -64,13 +64,21 @@ def test_values_that_are_not_numbers_stop_with_one_line(values, monkeypatch, cap
         assert str(stop.value.code).startswith("error: give --values, numbers for teacher.epochs")
 
 
-@pytest.mark.parametrize("values", [["wordpiece"], ["bpe", "8000"]])
-def test_a_word_param_takes_only_its_words(values, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--param", "scratch.tokenizer_model", "--values", *values])
+@pytest.mark.parametrize("param, values, words", [
+    ("scratch.tokenizer_model", ["wordpiece"], "unigram bpe"), ("scratch.tokenizer_model", ["bpe", "8000"], "unigram bpe"),
+    ("pooling", ["attention"], "cls mean max"), ("pooling", ["max", "0.5"], "cls mean max"),
+    ("loss", ["hinge"], "auto bce ce focal")])
+def test_a_word_param_takes_only_its_words(param, values, words, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench_teacher", "--param", param, "--values", *values])
     with pytest.raises(SystemExit) as stop:
         bench_teacher.main()
-    assert str(stop.value.code) == ("error: give --values, some of unigram bpe for "
-                                    "teacher.scratch.tokenizer_model")
+    assert str(stop.value.code) == f"error: give --values, some of {words} for teacher.{param}"
+
+
+def test_the_pooling_sweep_sets_the_teachers_pooling():
+    params = load_params(ROOT / "params.yaml")
+    assert bench_teacher.value_of(params, "pooling") == params["teacher"]["pooling"]
+    assert bench_teacher.with_value(params, "pooling", "max")["teacher"]["pooling"] == "max"
 
 
 def test_a_word_valued_sweep_renders_its_words():
