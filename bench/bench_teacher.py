@@ -49,8 +49,8 @@ from banglacompress.train import LOSSES, configure_torch
 from .bench_pretrain import fine_tune_and_score, parse_set, with_sets
 from .run_bench import RUN_FILE, machine, outside_noise, run_teacher_scores, stats
 
-# What a sweep may set: a number (or the pooling / loss word) the train_teacher stage reads (the encoder and its shape come
-# from pretraining).
+# What a sweep may set: a number (or the pooling / loss word) the train_teacher stage reads (the encoder and its
+# shape come from pretraining).
 SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropout", "batch_size", "grad_clip",
              "pooling", "loss")
 # ... and a number of the scratch encoder's shape or of its pretraining: each value is pretrained before it is

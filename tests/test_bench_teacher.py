@@ -65,7 +65,8 @@ def test_values_that_are_not_numbers_stop_with_one_line(values, monkeypatch, cap
 
 
 @pytest.mark.parametrize("param, values, words", [
-    ("scratch.tokenizer_model", ["wordpiece"], "unigram bpe"), ("scratch.tokenizer_model", ["bpe", "8000"], "unigram bpe"),
+    ("scratch.tokenizer_model", ["wordpiece"], "unigram bpe"),
+    ("scratch.tokenizer_model", ["bpe", "8000"], "unigram bpe"),
     ("pooling", ["attention"], "cls mean max"), ("pooling", ["max", "0.5"], "cls mean max"),
     ("loss", ["hinge"], "auto bce ce focal")])
 def test_a_word_param_takes_only_its_words(param, values, words, monkeypatch):
