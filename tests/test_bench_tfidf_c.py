@@ -42,3 +42,22 @@ def test_features_are_chosen_on_val_with_c_and_the_baseline_is_char_at_c4(tmp_pa
     text = tfidf_c.markdown({"command": "c", "machine": {"date": "d", "cpu": "x"}, "grid": [0.01, 4.0],
                              "features": ["char", "char+word"], "runs": [run]})
     assert "| val char+word C=4 |" in text and "Val change of char+word against char at C=4" in text
+
+
+def test_nb_lr_scales_each_labels_features_by_its_log_count_ratio():
+    """NB-LR (char-nb): feature j of a label is multiplied by log((p_j/|p|1) / (q_j/|q|1)), p and q the
+    smoothed feature sums over the label's positive and negative rows; a multi-label fit has one ratio per label."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+    x = csr_matrix(np.array([[1.0, 0.0, 2.0], [3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [1.0, 1.0, 1.0]]))
+    y = np.array([1, 1, 0, 0])
+    model = tfidf_c.NBLogisticRegression(C=4.0, random_state=0).fit(x, y)
+    p, q = np.array([5.0, 2.0, 3.0]), np.array([2.0, 4.0, 3.0])  # column sums + 1
+    assert np.allclose(model.ratio_, np.log(p / p.sum()) - np.log(q / q.sum()))
+    assert model.predict_proba(x).shape == (4, 2)
+    texts = ["ক খ", "গ ঘ", "ক গ", "খ ঘ"] * 10
+    targets = np.array([[1, 0], [0, 1], [1, 1], [0, 0]] * 10)
+    vectorizer, ovr = tfidf_c.fit_nb_lr("multilabel", texts, targets, seed=0, C=4.0)
+    ratios = [est.ratio_ for est in ovr.estimators_]
+    assert len(ratios) == 2 and not np.allclose(ratios[0], ratios[1])
+    assert tfidf_c.predict_proba("multilabel", vectorizer, ovr, texts).shape == (40, 2)
