@@ -26,7 +26,7 @@ from .train import (SCHEDULERS, check_mixed_precision, is_main_process, make_acc
 # The pretrain params group; a missing key takes this default, an unknown key is an error.
 DEFAULTS = {"enabled": "auto", "corpora": [], "val_fraction": 0.02, "epochs": 8, "batch_size": 64,
             "lr": 1e-3, "warmup_ratio": 0.06, "weight_decay": 0.01, "mask_prob": 0.15, "whole_word": True,
-            "max_texts": None, "mixed_precision": None}
+            "max_texts": None, "mixed_precision": None, "min_context_gain": 1.5}
 CORPUS_KEYS = ("path", "text_column")
 GRAD_CLIP = 1.0
 MISSING_CORPUS = ("it is listed in pretrain.corpora: `make data` puts the shared corpora under data/raw/, or remove "
@@ -67,6 +67,8 @@ def check_pretrain_params(cfg: dict) -> dict:
     if cfg["max_texts"] is not None:
         _check_int("pretrain.max_texts", cfg["max_texts"], 10, 10**9)
     check_mixed_precision("pretrain.mixed_precision", cfg["mixed_precision"])
+    if cfg["min_context_gain"] is not None:
+        check_range("pretrain.min_context_gain", cfg["min_context_gain"], 0.0, 1000.0)
     return cfg
 
 
@@ -247,11 +249,13 @@ def hold_out(texts: list[str], fraction: float, seed: int, max_texts: int | None
     return [texts[i] for i in rows if i not in val], [texts[i] for i in rows if i in val]
 
 
-def _random_ids(tokenizer, model) -> torch.Tensor:
-    """Ids a masked token may be replaced by: every non-special id the tokenizer and the embedding share."""
+def masking_for(cfg: dict, tokenizer, model) -> dict:
+    """How _mlm_step masks: the pretrain group's whole_word and mask_prob, the [MASK] id, and the ids a
+    chosen token may be replaced by (every non-special id the tokenizer and the embedding share)."""
     size = min(len(tokenizer), model.get_input_embeddings().num_embeddings)
     special = set(tokenizer.all_special_ids)
-    return torch.tensor([i for i in range(size) if i not in special])
+    return {"whole_word": cfg["whole_word"], "mask_prob": cfg["mask_prob"], "mask_id": tokenizer.mask_token_id,
+            "random_ids": torch.tensor([i for i in range(size) if i not in special])}
 
 
 # The masked-LM prediction head of each scratch family, applied to hidden states: computing the vocabulary
@@ -279,27 +283,52 @@ def mlm_loss(model, inputs: torch.Tensor, attention_mask: torch.Tensor, labels: 
     return torch.nn.functional.cross_entropy(logits.float(), labels[chosen])
 
 
-def _mlm_step(model, batch: dict, generator: torch.Generator, masking: dict, device) -> tuple[torch.Tensor, int]:
-    """(mean loss over chosen tokens, number of chosen tokens) of one batch, masked on the CPU."""
+def _mlm_step(model, batch: dict, generator: torch.Generator, masking: dict, device) -> tuple[torch.Tensor,
+                                                                                             torch.Tensor]:
+    """(mean loss over chosen tokens, the chosen tokens' ids) of one batch, masked on the CPU."""
     starts = batch["word_starts"] if masking["whole_word"] else batch["maskable"]
     inputs, labels = mask_words(batch["input_ids"], starts, batch["maskable"], generator, mask_id=masking["mask_id"],
                                 random_ids=masking["random_ids"], mask_prob=masking["mask_prob"])
     loss = mlm_loss(model, inputs.to(device), batch["attention_mask"].to(device),
                     labels.to(device))
-    return loss, int((labels != -100).sum())
+    return loss, labels[labels != -100]
+
+
+def unigram_log_probs(dataset: MaskedTexts, size: int) -> torch.Tensor:
+    """log p(id) of a model that ignores context: each id's share of the non-special tokens in `dataset`
+    (the held-in texts), add-one smoothed over a vocabulary of at least `size` ids."""
+    ids = torch.tensor([i for row in dataset.input_ids for i in row])
+    counts = torch.bincount(ids[~torch.isin(ids, dataset.special_ids)], minlength=size).double() + 1
+    return (counts / counts.sum()).log()
 
 
 @torch.no_grad()
-def validation_perplexity(model, loader, masking: dict, seed: int, device) -> float:
+def validation_perplexity(model, loader, masking: dict, seed: int, device,
+                          unigram: torch.Tensor) -> tuple[float, float]:
     """exp(mean loss per chosen token) on the held-out texts, with the same masks every epoch (a fixed
-    generator and unshuffled batches), so epochs are compared on the same task."""
+    generator and unshuffled batches), so epochs are compared on the same task; and the same for the
+    context-free model `unigram` (unigram_log_probs) on the same chosen tokens, the level an MLM that
+    learned nothing from context stalls at."""
     model.eval()
     generator = torch.Generator().manual_seed(seed + 1)
-    total, count = 0.0, 0
+    total, unigram_total, count = 0.0, 0.0, 0
     for batch in progress(loader, desc="pretrain val"):
-        loss, n = _mlm_step(model, batch, generator, masking, device)
-        total, count = total + loss.float().item() * n, count + n
-    return math.exp(total / max(count, 1))
+        loss, chosen = _mlm_step(model, batch, generator, masking, device)
+        total, count = total + loss.float().item() * len(chosen), count + len(chosen)
+        unigram_total -= unigram[chosen].sum().item()
+    return math.exp(total / max(count, 1)), math.exp(unigram_total / max(count, 1))
+
+
+def check_took_off(perplexity: float, unigram: float, min_gain: float | None) -> None:
+    """Stop, before anything is saved, on an MLM whose held-out perplexity is not min_gain times below the
+    context-free model's: it stalled at word frequencies (as at pretrain.lr 0.001 on ~12k texts, or at
+    pretrain.batch_size 32), and a teacher fine-tuned from it gets nothing from pretraining."""
+    require(min_gain is None or unigram >= min_gain * perplexity,
+            f"pretraining stalled: held-out perplexity {perplexity:.1f} against {unigram:.1f} for a model that "
+            f"ignores context (each token's frequency), {unigram / perplexity:.2f}x lower where "
+            f"pretrain.min_context_gain asks for {min_gain}x: the encoder learned little beyond word frequencies. "
+            "Lower pretrain.lr (0.0005 took off where 0.001 stalled), keep pretrain.batch_size at 64 or more, or "
+            "add pretrain.corpora; pretrain.min_context_gain: null turns this check off")
 
 
 def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int, max_length: int, teacher_cfg: dict,
@@ -314,9 +343,9 @@ def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int,
     train_texts, val_texts = hold_out(texts, cfg["val_fraction"], seed, cfg["max_texts"])
     seed_everything(seed)
     model, tokenizer, tokenizer_source = build_mlm(teacher_cfg, train_texts, max_length)
-    masking = {"whole_word": cfg["whole_word"], "mask_prob": cfg["mask_prob"], "mask_id": tokenizer.mask_token_id,
-               "random_ids": _random_ids(tokenizer, model)}
+    masking = masking_for(cfg, tokenizer, model)
     train_set, val_set = MaskedTexts(tokenizer, train_texts, max_length), MaskedTexts(tokenizer, val_texts, max_length)
+    unigram = unigram_log_probs(train_set, len(tokenizer))
     loader = make_loader(train_set, cfg["batch_size"], shuffle=True, seed=seed)
     val_loader = make_loader(val_set, cfg["batch_size"], shuffle=False)
 
@@ -338,25 +367,28 @@ def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int,
                 # mlm_loss calls the encoder and head directly, past the forward that accelerate.prepare
                 # wraps in autocast, so mixed precision has to be switched on here
                 with accelerator.autocast():
-                    loss, n = _mlm_step(model, batch, generator, masking, accelerator.device)
+                    loss, chosen_ids = _mlm_step(model, batch, generator, masking, accelerator.device)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(model.parameters(), GRAD_CLIP)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                loss_sum, chosen = loss_sum + loss.item() * n, chosen + n
+                loss_sum, chosen = loss_sum + loss.item() * len(chosen_ids), chosen + len(chosen_ids)
                 tokens_seen += int(batch["attention_mask"].sum())
             with accelerator.autocast():
-                perplexity = validation_perplexity(model, val_loader, masking, seed, accelerator.device)
+                perplexity, unigram_perplexity = validation_perplexity(model, val_loader, masking, seed,
+                                                                       accelerator.device, unigram)
             row = {"epoch": epoch + 1, "mlm_loss": loss_sum / max(chosen, 1), "val_perplexity": perplexity}
             history.append(row)
             seconds = time.perf_counter() - start
             print(f"[pretrain] epoch {epoch + 1}/{cfg['epochs']} mlm loss {row['mlm_loss']:.4f} val perplexity "
-                  f"{row['val_perplexity']:.2f} ({seconds:.0f}s)", file=sys.stderr)
+                  f"{row['val_perplexity']:.2f}, {unigram_perplexity / perplexity:.2f}x below context-free "
+                  f"{unigram_perplexity:.1f} ({seconds:.0f}s)", file=sys.stderr)
             if live is not None:
                 live.log_metric("train/mlm_loss", row["mlm_loss"])
                 live.log_metric("val/perplexity", row["val_perplexity"])
                 live.next_step()
+    check_took_off(history[-1]["val_perplexity"], unigram_perplexity, cfg["min_context_gain"])
     if not is_main_process():
         return None
     model = accelerator.unwrap_model(model).eval()
@@ -368,7 +400,9 @@ def pretrain_mlm(cfg: dict, *, texts: list[str], out_dir: str | Path, seed: int,
     return {"model": teacher_cfg.get("model", "scratch"), "tokenizer": tokenizer_source, "vocab_size": len(tokenizer),
             "texts_train": len(train_texts), "texts_val": len(val_texts), "epochs": cfg["epochs"],
             "tokens_seen": tokens_seen, "final_val_perplexity": history[-1]["val_perplexity"],
-            "best_val_perplexity": best["val_perplexity"], "best_epoch": best["epoch"], "history": history}
+            "best_val_perplexity": best["val_perplexity"], "best_epoch": best["epoch"],
+            "unigram_val_perplexity": unigram_perplexity,
+            "context_gain": unigram_perplexity / history[-1]["val_perplexity"], "history": history}
 
 
 def write_skipped(out_dir: str | Path, live_dir: str | Path, reason: str) -> dict:

@@ -5,7 +5,8 @@ per model and only reported. Backs `teacher.lr` (bench/teacher_lr.md), `teacher.
 `teacher.loss`.
 
 A param of the encoder's shape (scratch.vocab_size, scratch.layers, scratch.hidden: heads and ffn follow it,
-scratch.tokenizer_model) or of its pretraining (pretrain.mask_prob, pretrain.epochs, pretrain.lr) changes what
+scratch.tokenizer_model) or of its pretraining (pretrain.mask_prob, pretrain.epochs, pretrain.lr,
+pretrain.batch_size, pretrain.warmup_ratio) changes what
 pretraining builds: each value other than the default is pretrained first, by the pretrain stage's function on
 the same corpus (the run's data/pretrain_corpus.txt, or data/pretrain_corpus.txt) with the params.yaml pretrain
 group and that value, then fine-tuned. The default's encoder is the one given (--pretrained, or the run's). The
@@ -56,7 +57,7 @@ SWEEPABLE = ("lr", "epochs", "patience", "warmup_ratio", "weight_decay", "dropou
 # ... and a number of the scratch encoder's shape or of its pretraining: each value is pretrained before it is
 # fine-tuned (its default's encoder is the one given).
 PRETRAINED = ("scratch.vocab_size", "scratch.layers", "scratch.hidden", "scratch.tokenizer_model",
-              "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr")
+              "pretrain.mask_prob", "pretrain.epochs", "pretrain.lr", "pretrain.batch_size", "pretrain.warmup_ratio")
 # ... of which these take a word, not a number
 WORDS = {"scratch.tokenizer_model": TOKENIZER_MODELS, "pooling": tuple(POOLINGS), "loss": tuple(LOSSES)}
 
@@ -95,12 +96,13 @@ def widened(arch: dict, hidden: int) -> dict:
 
 def pretrain_value(params: dict, corpus: Path, out_dir: Path, seed: int) -> dict:
     """The pretrain stage's function with these teacher and pretrain params on the run's corpus: the encoder's
-    directory, its wall seconds and final validation perplexity."""
+    directory, its wall seconds, final validation perplexity and its ratio to a context-free model's. No
+    stall check: a value whose pretraining stalls is fine-tuned and scored like the others, a result."""
     start = time.perf_counter()
-    pre = pretrain_mlm(params["pretrain"], texts=read_corpus(corpus), out_dir=out_dir, seed=seed,
-                       max_length=params["data"]["max_length"], teacher_cfg=params["teacher"])
+    pre = pretrain_mlm({**params["pretrain"], "min_context_gain": None}, texts=read_corpus(corpus), out_dir=out_dir,
+                       seed=seed, max_length=params["data"]["max_length"], teacher_cfg=params["teacher"])
     return {"dir": str(out_dir), "pretrain_seconds": round(time.perf_counter() - start, 1),
-            "final_val_perplexity": pre["final_val_perplexity"]}
+            "final_val_perplexity": pre["final_val_perplexity"], "context_gain": pre["context_gain"]}
 
 
 def run_pretraining(run: Path) -> dict:

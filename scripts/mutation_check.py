@@ -18,6 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (what the bug is, file, exact text, replacement, pytest node ids)
 MUTATIONS = [
+    ("a masked LM that stalled at word frequencies saved, and the teacher fine-tuned from it",
+     "banglacompress/pretrain.py",
+     'check_took_off(history[-1]["val_perplexity"], unigram_perplexity, cfg["min_context_gain"])', "pass",
+     ["tests/test_pretrain.py::test_a_stalled_pretraining_stops_with_one_line_and_saves_nothing"]),
+    ("the context-free model counting special tokens ([CLS], [SEP]) as words",
+     "banglacompress/pretrain.py", "torch.bincount(ids[~torch.isin(ids, dataset.special_ids)], minlength=size)",
+     "torch.bincount(ids, minlength=size)",
+     ["tests/test_pretrain.py::test_context_free_perplexity_is_that_of_a_model_predicting_each_tokens_frequency"]),
+    ("the context-free perplexity scored on one chosen token per batch, not on every one",
+     "banglacompress/pretrain.py", "unigram_total -= unigram[chosen].sum().item()",
+     "unigram_total -= unigram[chosen[:1]].sum().item() * len(chosen)",
+     ["tests/test_pretrain.py::test_context_free_perplexity_is_that_of_a_model_predicting_each_tokens_frequency"]),
     ("a tokenizer normalizer that strips Bangla vowel signs (BERT-style accent stripping)",
      "banglacompress/models.py", "tok.normalizer = normalizers.NFC()",
      "tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.NFC()])",

@@ -165,6 +165,8 @@ def test_a_scratch_param_is_pretrained_for_each_value_but_the_default(tmp_path, 
                                       "--out", str(tmp_path / "out")])
     bench_teacher.main()
     assert [c["epochs"] for c in pretrained_with] == [2] and params["pretrain"].get("epochs") != 2
+    # a value whose pretraining stalls is scored, not stopped: the stall is the sweep's result
+    assert [c["min_context_gain"] for c in pretrained_with] == [None]
     assert [c["weight_decay"] for c in tuned_with] == [0.02, 0.02]
     result = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert result["header"]["overrides"] == {"pretrain.epochs": 2, "teacher.weight_decay": 0.02}

@@ -13,13 +13,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
 
 from banglacompress.config import UserError, load_params
-from banglacompress.data import clean_text, near_duplicate_key, prepare_splits, read_corpus, write_corpus
+from banglacompress.data import (clean_text, make_loader, near_duplicate_key, prepare_splits, read_corpus,
+                                 write_corpus)
 from banglacompress.integrity import verify_checksums
 from banglacompress.models import (SCRATCH_FAMILIES, TOKENIZER_MODELS, build_model, load_pretrained, save_tokenizer,
                                    train_tokenizer)
-from banglacompress.pretrain import (MASKED_HEADS, MaskedTexts, PRETRAINED_DIR, check_pretrain_params, mask_words,
-                                     corpus_readers, mlm_loss, pretrain_mlm, pretraining_applies, pretraining_corpus,
-                                     scratch_mlm, teacher_start, word_starts)
+from banglacompress.pretrain import (MASKED_HEADS, MaskedTexts, PRETRAINED_DIR, check_pretrain_params, corpus_readers,
+                                     mask_words, masking_for, mlm_loss, pretrain_mlm, pretraining_applies,
+                                     pretraining_corpus, scratch_mlm, teacher_start, unigram_log_probs,
+                                     validation_perplexity, word_starts)
 from banglacompress.train import train_teacher
 from conftest import (NEUTRAL, ROOT, TINY_ARCH, copy_project, linear_output_dtypes, synthetic_frame, tiny_params,
                       venv_env, write_params)
@@ -28,9 +30,10 @@ META = {"task": "binary", "label_names": ["HateSpeech"], "num_labels": 1}
 
 
 def _cfg(**overrides) -> dict:
-    """The params.yaml pretrain group with no extra corpora and small-model settings."""
+    """The params.yaml pretrain group with no extra corpora and small-model settings (and no stall check: a
+    tiny model's few steps rarely get far below word frequencies)."""
     return {**load_params(ROOT / "params.yaml")["pretrain"], "corpora": [], "epochs": 2, "batch_size": 16, "lr": 0.005,
-            **overrides}
+            "min_context_gain": None, **overrides}
 
 
 def _chains(n_words: int = 14) -> list[str]:
@@ -94,6 +97,8 @@ def test_missing_corpus_or_column_is_a_one_line_error(tmp_path):
     ({"whole_word": "yes"}, r"pretrain.whole_word='yes' must be true or false"),
     ({"corpora": [{"path": "x.csv", "column": "text"}]}, r"pretrain.corpora\[0\]=.* must have exactly the keys"),
     ({"mixed_precision": False}, r"pretrain.mixed_precision=False is not supported; choose one of: fp32, bf16"),
+    ({"min_context_gain": "high"}, r"pretrain.min_context_gain='high' is out of range; it must be a number"),
+    ({"min_context_gain": -1}, r"pretrain.min_context_gain=-1 is out of range"),
 ])
 def test_bad_params_are_one_line_errors(change, message):
     check_pretrain_params(load_params(ROOT / "params.yaml")["pretrain"])  # the shipped group is valid
@@ -274,6 +279,9 @@ def test_scratch_pretrain_learns_saves_and_train_teacher_starts_from_it(tmp_path
     assert (live / "plots" / "metrics" / "train" / "mlm_loss.tsv").exists()
     assert len((live / "plots" / "metrics" / "val" / "perplexity.tsv").read_text().splitlines()) == 1 + 5
     assert "[pretrain] epoch 5/5 mlm loss" in capsys.readouterr().err
+    # the chains make context worth using: the encoder ends below the context-free model
+    assert metrics["context_gain"] == pytest.approx(metrics["unigram_val_perplexity"] / metrics["final_val_perplexity"])
+    assert metrics["context_gain"] > 1.0, metrics
 
     # The encoder the teacher is built from is the pretrained one (a fresh head on top) ...
     saved = load_file(out / "model.safetensors")
@@ -345,6 +353,43 @@ def test_domain_adaptive_pretraining_of_a_local_masked_lm(tmp_path):
     with pytest.raises(UserError, match="cannot load model .* for pretraining"):
         pretrain_mlm(_cfg(), texts=_chains(), out_dir=tmp_path / "x", seed=0, max_length=32,
                      teacher_cfg={"model": str(tmp_path / "absent")})
+
+
+def test_context_free_perplexity_is_that_of_a_model_predicting_each_tokens_frequency():
+    """unigram_log_probs scored by validation_perplexity on the chosen tokens: a masked LM whose logits are
+    those log-probabilities at every position (zero output weights, bias = log p) has exactly that
+    perplexity. The frequencies are add-one smoothed counts of the non-special tokens of the held-in texts."""
+    # some words far more frequent than others, so that scoring the wrong tokens changes the perplexity
+    corpus = _chains() + [" ".join([NEUTRAL[0]] * 6)] * 20 + [" ".join(NEUTRAL[1:4])] * 10
+    tok = train_tokenizer(corpus, 300, 32)
+    texts = MaskedTexts(tok, corpus, 32)
+    log_p = unigram_log_probs(texts, len(tok))
+    ids = [i for row in texts.input_ids for i in row if i not in tok.all_special_ids]
+    assert log_p.exp().sum().item() == pytest.approx(1.0)
+    assert log_p[ids[0]].exp().item() == pytest.approx((ids.count(ids[0]) + 1) / (len(ids) + len(tok)))
+    assert log_p[tok.cls_token_id].exp().item() == pytest.approx(1 / (len(ids) + len(tok)))  # never counted
+    model = scratch_mlm(TINY_ARCH, tok, 32, 0.0).eval()
+    with torch.no_grad():
+        model.cls.predictions.decoder.weight.zero_()  # tied to the input embeddings: every logit is the bias
+        model.cls.predictions.bias.copy_(log_p.float())
+    masking = masking_for(_cfg(), tok, model)
+    perplexity, unigram = validation_perplexity(model, make_loader(texts, 8, shuffle=False), masking, 0, "cpu", log_p)
+    assert perplexity == pytest.approx(unigram, rel=1e-4)
+    assert unigram < 14  # below the 14 words' uniform perplexity: the frequent words are the likely ones
+
+
+def test_a_stalled_pretraining_stops_with_one_line_and_saves_nothing(tmp_path):
+    """An encoder that learned nothing from context (lr 1e-8: its weights stay random, its perplexity above
+    a frequency model's) must not become the teacher's start. Without the check it was saved silently."""
+    out = tmp_path / "pretrained"
+    with pytest.raises(UserError, match=r"pretraining stalled: held-out perplexity [\d.]+ against [\d.]+ for a "
+                                        r"model that ignores context .* pretrain.min_context_gain asks for 1.5x") as err:
+        pretrain_mlm(_cfg(epochs=1, lr=1e-8, min_context_gain=1.5), texts=_chains(), out_dir=out, seed=0,
+                     max_length=32, teacher_cfg={"scratch": TINY_ARCH})
+    assert "\n" not in str(err.value) and not out.exists()
+    pretrain_mlm(_cfg(epochs=1, lr=1e-8, min_context_gain=None), texts=_chains(), out_dir=out, seed=0,
+                 max_length=32, teacher_cfg={"scratch": TINY_ARCH})  # null: no check
+    assert (out / "model.safetensors").exists()
 
 
 # --------------------------------------------------------------------------- the stage
