@@ -33,7 +33,7 @@ from .run_bench import machine
 def score_run(run: Path) -> dict:
     """The run's context-free and encoder perplexities on its pretrain stage's held-out masked tokens."""
     params = yaml.safe_load((run / "params.yaml").read_text(encoding="utf-8"))
-    cfg, seed = check_pretrain_params({**params["pretrain"], "min_context_gain": None}), params["seed"]
+    cfg, seed = check_pretrain_params(params["pretrain"]), params["seed"]
     recorded = json.loads((run / "metrics" / "pretrain.json").read_text(encoding="utf-8"))
     train_texts, val_texts = hold_out(read_corpus(run / "data" / "pretrain_corpus.txt"), cfg["val_fraction"], seed,
                                       cfg["max_texts"])
