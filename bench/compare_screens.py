@@ -105,14 +105,17 @@ def compare(pairs: list[dict]) -> dict:
     if len(overrides) != 1:
         raise ValueError(f"the screens changed different params ({' vs '.join(sorted(overrides))}); "
                          "compare one change at a time")
+    # A run is a dataset, a seed and a CPU type: the same seed on another CPU type trains another teacher (float
+    # kernels differ), so it counts as one more seed, as cross-machine differences are read (README).
     seen = set()
     for p in pairs:
-        if (p["dataset"], p["seed"]) in seen:
-            raise ValueError(f"{p['dataset']} seed {p['seed']} is given twice")
-        seen.add((p["dataset"], p["seed"]))
+        run = (p["dataset"], p["seed"], p["screen"]["cpu"])
+        if run in seen:
+            raise ValueError(f"{p['dataset']} seed {p['seed']} on {run[2]} is given twice")
+        seen.add(run)
     datasets = {}
     for name in [n for n in DATASETS if any(p["dataset"] == n for p in pairs)]:
-        runs = sorted((p for p in pairs if p["dataset"] == name), key=lambda p: p["seed"])
+        runs = sorted((p for p in pairs if p["dataset"] == name), key=lambda p: (p["screen"]["cpu"], p["seed"]))
         changes = [p["change"] for p in runs]
         datasets[name] = {"runs": runs, "change": stats(changes),
                           "outside_noise": outside_noise(changes) if len(changes) > 1 else None}

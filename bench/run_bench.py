@@ -6,7 +6,7 @@ scratch copy of the project under bench/work/<dataset>/seed<N> (the repo's own D
 recording wall time and peak memory per stage. On the three single-file datasets the seed changes the split, the
 initialisation and the batch order (as in `make seeds`); SentNoB comes with official splits (data.split_files),
 so there it changes only the initialisation and the order. Then, on the same prepared splits:
-  - the predecessor-style model: the same distilled student (KD alpha 0.7, T 4), magnitude 0.5
+  - the predecessor-style model: the same distilled student (params.yaml's distill), magnitude 0.5
     (global, fine-tuned, no teacher in healing) and dynamic INT8 -- the seed settings;
   - the classical baseline: TF-IDF char 2-5-grams + logistic regression, threshold tuned on val.
 Every artifact is scored once on test and timed in one process: the transformer models interleaved (batch 1
@@ -633,7 +633,7 @@ def markdown(saved: dict) -> str:
       "with dynamic INT8, the deploy-the-teacher path; \"vs ORT INT8\" compares with the second. TF-IDF is "
       "timed right after on the same texts, featurisation included. Sizes are bytes on disk of the whole "
       "artifact directory (weights, config, tokenizer); `final` is models/final as shipped (with its card); "
-      "TF-IDF's is its pickle. `predecessor` is the seed settings: KD alpha 0.7 T 4 (the same student), "
+      "TF-IDF's is its pickle. `predecessor` is the seed settings on the same distilled student: "
       "magnitude 0.5, dynamic INT8.")
     for name, d in datasets.items():
         w()

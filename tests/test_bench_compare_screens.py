@@ -98,6 +98,18 @@ def test_one_change_at_a_time_and_each_run_once(tmp_path):
         cs.compare([a, a])
 
 
+def test_the_same_seed_on_another_cpu_type_is_another_run(tmp_path):
+    """Seed 42 on two CPU types trains two teachers: both pairs count, and the table names each CPU."""
+    runs = [cs.pair("cyberbully", record(tmp_path, f"d{cpu}", "cyberbully", 42, teacher, 0.7, cpu=cpu),
+                    screen(tmp_path, f"s{cpu}", teacher, 0.7 + change, cpu=cpu))
+            for cpu, teacher, change in (("AMD EPYC", 0.76, 0.01), ("AMD EPYC, AVX-512", 0.77, 0.02))]
+    saved = cs.compare(runs)
+    assert len(saved["datasets"]["cyberbully"]["runs"]) == 2
+    assert saved["datasets"]["cyberbully"]["change"]["mean"] == pytest.approx(0.015)
+    text = cs.render({"command": "c", **saved})
+    assert "| cyberbully | 42 | AMD EPYC |" in text and "| cyberbully | 42 | AMD EPYC, AVX-512 |" in text
+
+
 def test_another_transfer_set_is_part_of_the_change(tmp_path):
     """A --corpus screen is named by its corpus, and is not pooled with a screen on the run's own corpus."""
     a = cs.pair("toxic", record(tmp_path, "a", "toxic", 42, 0.7, 0.7),

@@ -202,6 +202,33 @@ def test_feature_kd_with_different_tokenizers_is_a_clear_error():
     assert extra == () and torch.isfinite(loss_fn(student, train_set.collate([0, 1, 2])))
 
 
+@pytest.mark.parametrize("task, expected", [("multilabel", 1.0), ("binary", 0.7), ("multiclass", 0.7)])
+def test_auto_alpha_is_the_number_for_the_task_in_the_loss_and_the_record(task, expected):
+    """distill.alpha: auto computes the loss of the number AUTO_ALPHA gives the task, and records that number:
+    on multi-label data no hard-label term at all (a wrong hard label changes the loss only when alpha < 1)."""
+    texts, y, meta = _data(task, 24)
+    tok = train_tokenizer(texts, 200, 32)
+    torch.manual_seed(0)
+    student = build_scratch_with_tokenizer(STUDENT, meta, tok, 32, dropout=0.0)
+    train_set = Encoded(tok, texts, y, 32)
+    batch = train_set.collate(list(range(8)))
+    flipped = {**batch, "labels": 1 - batch["labels"] if task != "multiclass" else (batch["labels"] + 1) % 3}
+    logits = torch.randn(len(texts), y.shape[1] if task == "multilabel" else meta["num_labels"], generator=
+                         torch.Generator().manual_seed(1))
+    auto_fn, _, settings = build_kd({"method": "logit", "alpha": "auto", "temperature": 2.0}, task, logits)
+    number_fn, _, _ = build_kd({"method": "logit", "alpha": expected, "temperature": 2.0}, task, logits)
+    assert settings["alpha"] == expected
+    assert torch.equal(auto_fn(student, batch), number_fn(student, batch))
+    assert torch.equal(auto_fn(student, flipped), auto_fn(student, batch)) == (expected == 1.0)
+
+
+@pytest.mark.parametrize("alpha", ["fast", True, 1.5, None])
+def test_alpha_is_auto_or_a_number_in_0_1(alpha):
+    with pytest.raises(UserError, match="distill.alpha=.* must be auto or a number in"):
+        check_distill_params({"method": "logit", "alpha": alpha, "temperature": 2.0})
+    check_distill_params({"method": "logit", "alpha": "auto", "temperature": 2.0})
+
+
 # --------------------------------------------------------------------------- from_teacher
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
 def test_from_teacher_copies_embeddings_every_kth_block_and_head(family):
