@@ -62,11 +62,24 @@ def check_choice(name: str, value, choices) -> None:
     require(value in choices, f"{name}={value!r} is not supported; choose one of: {', '.join(map(str, choices))}")
 
 
-def check_range(name: str, value, low: float, high: float, *, high_inclusive: bool = True) -> None:
+def check_range(name: str, value, low: float, high: float, *, high_inclusive: bool = True,
+                allow_auto: bool = False) -> None:
+    """A number in [low, high] (or [low, high)); with allow_auto also the word auto (see by_task)."""
+    if allow_auto and value == AUTO:
+        return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value and (
         value <= high if high_inclusive else value < high)
     bracket = "]" if high_inclusive else ")"
-    require(ok, f"{name}={value!r} is out of range; it must be a number in [{low}, {high}{bracket}")
+    require(ok, f"{name}={value!r} is out of range; it must be {'auto or ' if allow_auto else ''}a number in "
+                f"[{low}, {high}{bracket}")
+
+
+AUTO = "auto"  # a param whose best value was measured to differ by task: the value in a per-task table
+
+
+def by_task(value, table: dict, task: str):
+    """A param as used: `value` as given, or, when it is auto, what `table` (task -> value) says for the task."""
+    return table[task] if value == AUTO else value
 
 
 def stage_main(func):

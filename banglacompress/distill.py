@@ -24,7 +24,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from .baseline import fit_tfidf_lr, predict_proba
-from .config import atomic_output, check_choice, check_range, require, resolve_options
+from .config import atomic_output, by_task, check_choice, check_range, require, resolve_options
 from .data import CORPUS_FILE, Encoded, class_weights, load_split, read_corpus
 from .models import (PRUNED_SHAPES_KEY, build_model, build_scratch_with_tokenizer, check_arch, count_params,
                      encoder_blocks, load_model_dir, with_dropout)
@@ -367,20 +367,12 @@ def blend_tfidf(task: str, weight: float, sets: list[tuple[np.ndarray, list[str]
 AUTO_ALPHA = {"multilabel": 1.0, "binary": 0.7, "multiclass": 0.7}
 
 
-def kd_alpha(alpha, task: str) -> float:
-    """distill.alpha as a number: a number as given, auto as AUTO_ALPHA says for the task."""
-    return AUTO_ALPHA[task] if alpha == "auto" else alpha
-
-
 def check_distill_params(cfg: dict) -> None:
     check_choice("distill.method", cfg["method"], KD_METHODS)
     check_choice("distill.transfer", cfg.get("transfer", "train"), TRANSFER_SETS)
     check_choice("distill.pseudo_labels", cfg.get("pseudo_labels", "teacher"), PSEUDO_LABELS)
     check_choice("distill.soft_loss", cfg.get("soft_loss", "kl"), SOFT_LOSSES)
-    if cfg["alpha"] != "auto":
-        require(isinstance(cfg["alpha"], (int, float)) and not isinstance(cfg["alpha"], bool)
-                and 0.0 <= cfg["alpha"] <= 1.0,
-                f"distill.alpha={cfg['alpha']!r} is out of range; it must be auto or a number in [0.0, 1.0]")
+    check_range("distill.alpha", cfg["alpha"], 0.0, 1.0, allow_auto=True)
     check_range("distill.temperature", cfg["temperature"], 1e-3, 100.0)
     check_range("distill.tfidf_weight", cfg.get("tfidf_weight", 0.0), 0.0, 1.0)
     options = method_options(cfg)
@@ -406,7 +398,7 @@ def build_kd(cfg: dict, task: str, teacher_logits: torch.Tensor, *, teacher=None
     (the projections) and what was resolved (layer map). Feature methods switch both models to eager
     attention where maps are needed (sdpa returns none) and check the tokenizations match."""
     method = KD_METHODS[cfg["method"]]
-    cfg = {**cfg, "alpha": kd_alpha(cfg["alpha"], task)}  # auto: recorded as the number it stands for
+    cfg = {**cfg, "alpha": by_task(cfg["alpha"], AUTO_ALPHA, task)}  # auto: recorded as the number it stands for
     settings = kd_settings(cfg)
     common = dict(alpha=cfg["alpha"], temperature=cfg["temperature"], class_weights=class_weights,
                   soft_loss=settings["soft_loss"])

@@ -364,11 +364,48 @@ def test_the_prune_stage_encodes_val_once(student_repo, tmp_path, monkeypatch):
     assert encoded.count(list(val_texts)) == 1
 
 
-def test_kd_from_takes_teacher_or_student_only():
+def test_kd_from_takes_auto_teacher_or_student_only():
     base = {"method": "structured", "sparsity": 0.5, "fine_tune_epochs": 1, "lr": 1e-3, "batch_size": 8}
     check_prune_params({**base, "kd_from": "student"})
-    with pytest.raises(UserError, match=r"prune\.kd_from='pruned' is not supported; choose one of: teacher, student"):
+    check_prune_params({**base, "kd_from": "auto"})
+    with pytest.raises(UserError,
+                       match=r"prune\.kd_from='pruned' is not supported; choose one of: auto, teacher, student"):
         check_prune_params({**base, "kd_from": "pruned"})
+
+
+@pytest.mark.parametrize("kd_alpha", ["fast", True, 1.5, None])
+def test_kd_alpha_is_auto_or_a_number_in_0_1(kd_alpha):
+    base = {"method": "structured", "sparsity": 0.5, "fine_tune_epochs": 1, "lr": 1e-3, "batch_size": 8}
+    check_prune_params({**base, "kd_alpha": "auto"})
+    with pytest.raises(UserError, match=r"prune\.kd_alpha=.* is out of range; it must be auto or a number in"):
+        check_prune_params({**base, "kd_alpha": kd_alpha})
+
+
+@pytest.mark.parametrize("task, source, alpha", [("multilabel", "student", 1.0), ("binary", "teacher", 0.7),
+                                                 ("multiclass", "teacher", 0.7)])
+def test_auto_healing_distils_from_the_source_at_the_weight_for_the_task(monkeypatch, task, source, alpha):
+    """prune.kd_from / prune.kd_alpha auto: healing takes its soft targets from the model AUTO_HEALING names for the
+    task, weighs them as it says, and the stage's record holds those values, not the word auto."""
+    frame = synthetic_frame(task, n=48, seed=3)
+    text_col, labels, k = {"binary": ("Comments", ["HateSpeech"], 1), "multiclass": ("Data", ["Label"], 3),
+                           "multilabel": ("comment", ["hate", "sexual", "religious"], 3)}[task]
+    texts = frame[text_col].tolist()
+    y = frame["Label"].to_numpy() if task == "multiclass" else frame[labels].to_numpy(np.float32)
+    meta = {"task": task, "label_names": [str(i) for i in range(k)], "num_labels": k}
+    torch.manual_seed(0)
+    model, tok = build_model("m", {"model": "scratch", "scratch": dict(TINY_ARCH)}, meta, texts, 32)
+    seen = {}
+    monkeypatch.setattr(prune_module, "kd_targets", lambda cfg, model, tok, teacher_dir, rows, max_length: (
+        seen.setdefault("kd_from", cfg["kd_from"]), torch.zeros(len(rows), k))[1])
+    real = prune_module.logit_kd
+    monkeypatch.setattr(prune_module, "logit_kd", lambda task, logits, **options: (
+        seen.setdefault("kd_alpha", options["alpha"]), real(task, logits, **options))[1])
+    cfg = {"method": "structured", "sparsity": 0.5, "fine_tune_epochs": 1, "lr": 1e-3, "batch_size": 16,
+           "kd_from": "auto", "kd_alpha": "auto"}
+    done, _ = prune_module.prune_model(cfg, model, tok, train=(texts, y), val=(Encoded(tok, texts, None, 32), y),
+                                       task=task, teacher_dir="unused", seed=0, max_length=32)
+    assert seen == {"kd_from": source, "kd_alpha": alpha}
+    assert (done["kd_from"], done["kd_alpha"]) == (source, alpha)
 
 
 def test_an_option_the_method_does_not_take_is_an_error_that_names_it():
