@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -50,6 +51,22 @@ def synthetic_frame(task: str = "binary", n: int = 400, seed: int = 0) -> pd.Dat
             rows.append({"Data": _sentence(rng, [rng.choice(MARKERS[["neutral", "positive", "negative"][y]])]),
                          "Label": y})
     return pd.DataFrame(rows)
+
+
+# task -> (text column, label columns, label names, num_labels) of synthetic_frame's rows
+TASKS = {
+    "binary": ("Comments", ["HateSpeech"], ["HateSpeech"], 1),
+    "multilabel": ("comment", ["hate", "sexual", "religious"], ["hate", "sexual", "religious"], 3),
+    "multiclass": ("Data", ["Label"], ["0", "1", "2"], 3),
+}
+
+
+def task_data(task: str, n: int = 40, seed: int = 3):
+    """synthetic_frame as a split: (texts, labels, meta) the way load_split returns them."""
+    text_col, labels, names, k = TASKS[task]
+    frame = synthetic_frame(task, n=n, seed=seed)
+    y = frame["Label"].to_numpy() if task == "multiclass" else frame[labels].to_numpy(np.float32)
+    return frame[text_col].tolist(), y, {"task": task, "label_names": names, "num_labels": k}
 
 
 @contextlib.contextmanager

@@ -15,13 +15,8 @@ from banglacompress.distill import (KD_METHODS, attention_term, blend_tfidf, bui
 from banglacompress.models import DROPOUT_FIELDS, build_scratch_with_tokenizer, encoder_blocks, train_tokenizer
 from banglacompress.scoring import logits_of, tune_thresholds
 from banglacompress.train import fit, predict_logits, train_teacher
-from conftest import run_stage, synthetic_frame, tiny_params, write_params
+from conftest import TASKS, run_stage, synthetic_frame, task_data, tiny_params, write_params
 
-TASKS = {  # task -> (text column, label columns, label names, num_labels)
-    "binary": ("Comments", ["HateSpeech"], ["HateSpeech"], 1),
-    "multilabel": ("comment", ["hate", "sexual", "religious"], ["hate", "sexual", "religious"], 3),
-    "multiclass": ("Data", ["Label"], ["0", "1", "2"], 3),
-}
 # Different widths (projection needed) and head counts (maps averaged over heads).
 TEACHER = {"family": "bert", "layers": 2, "hidden": 48, "heads": 4, "ffn": 96}
 STUDENT = {"family": "bert", "layers": 1, "hidden": 32, "heads": 2, "ffn": 64}
@@ -36,16 +31,9 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _data(task, n=40):
-    text_col, labels, names, k = TASKS[task]
-    frame = synthetic_frame(task, n=n, seed=3)
-    y = frame["Label"].to_numpy() if task == "multiclass" else frame[labels].to_numpy(np.float32)
-    return frame[text_col].tolist(), y, {"task": task, "label_names": names, "num_labels": k}
-
-
 def _pair(task, n=40, vocab=200, **kd):
     """Teacher and student on one tokenizer, dropout off; the teacher's logits cached like the stage does."""
-    texts, y, meta = _data(task, n)
+    texts, y, meta = task_data(task, n)
     tok = train_tokenizer(texts, vocab, 32)
     torch.manual_seed(0)
     teacher = build_scratch_with_tokenizer(TEACHER, meta, tok, 32, dropout=0.0).eval()
@@ -184,7 +172,7 @@ def test_custom_layer_map_is_used():
 
 # --------------------------------------------------------------------------- tokenizers
 def test_feature_kd_with_different_tokenizers_is_a_clear_error():
-    texts, y, meta = _data("binary", 60)
+    texts, y, meta = task_data("binary", 60)
     teacher_tok, student_tok = train_tokenizer(texts, 200, 32), train_tokenizer(texts, 40, 32)  # 52 vs 40 pieces
     teacher = build_scratch_with_tokenizer(TEACHER, meta, teacher_tok, 32)
     student = build_scratch_with_tokenizer(STUDENT, meta, student_tok, 32)
@@ -206,7 +194,7 @@ def test_feature_kd_with_different_tokenizers_is_a_clear_error():
 def test_auto_alpha_is_the_number_for_the_task_in_the_loss_and_the_record(task, expected):
     """distill.alpha: auto computes the loss of the number AUTO_ALPHA gives the task, and records that number:
     on multi-label data no hard-label term at all (a wrong hard label changes the loss only when alpha < 1)."""
-    texts, y, meta = _data(task, 24)
+    texts, y, meta = task_data(task, 24)
     tok = train_tokenizer(texts, 200, 32)
     torch.manual_seed(0)
     student = build_scratch_with_tokenizer(STUDENT, meta, tok, 32, dropout=0.0)
@@ -232,7 +220,7 @@ def test_alpha_is_auto_or_a_number_in_0_1(alpha):
 # --------------------------------------------------------------------------- from_teacher
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
 def test_from_teacher_copies_embeddings_every_kth_block_and_head(family):
-    texts, _, meta = _data("multilabel", 40)
+    texts, _, meta = task_data("multilabel", 40)
     tok = train_tokenizer(texts, 200, 32)
     torch.manual_seed(1)
     teacher = build_scratch_with_tokenizer({**TEACHER, "family": family, "layers": 4}, meta, tok, 32)
@@ -256,7 +244,7 @@ def test_from_teacher_copies_embeddings_every_kth_block_and_head(family):
 
 
 def test_from_teacher_layers_are_checked():
-    texts, _, meta = _data("binary", 40)
+    texts, _, meta = task_data("binary", 40)
     teacher = build_scratch_with_tokenizer(TEACHER, meta, train_tokenizer(texts, 200, 32), 32)
     assert student_from_teacher(teacher, 1)[1] == [0]
     with pytest.raises(UserError, match="student.from_teacher_layers"):
@@ -341,7 +329,7 @@ def test_transfer_corpus_on_an_empty_corpus_is_an_error_that_says_why(tiny_teach
 
 @pytest.mark.parametrize("task", list(TASKS))
 def test_teacher_labels_have_the_train_targets_shape_and_type(task):
-    _, y, _ = _data(task, n=12)
+    _, y, _ = task_data(task, n=12)
     k = TASKS[task][3]
     logits = np.random.default_rng(0).normal(size=(5, k)).astype(np.float32)
     labels = teacher_labels(task, logits, [0.5] * k if task != "multiclass" else None, y)
@@ -353,7 +341,7 @@ def test_teacher_labels_have_the_train_targets_shape_and_type(task):
 # --------------------------------------------------------------------------- two teachers (distill.tfidf_weight)
 @pytest.mark.parametrize("task", list(TASKS))
 def test_blend_tfidf_mixes_the_teacher_with_the_baseline_fitted_on_train_only(task):
-    texts, y, _ = _data(task, n=300)
+    texts, y, _ = task_data(task, n=300)
     k = TASKS[task][3]
     teacher = np.random.default_rng(0).normal(size=(300, k)).astype(np.float32)  # a teacher that knows nothing
     train, rest = slice(0, 200), slice(200, 300)

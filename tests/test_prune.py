@@ -20,7 +20,7 @@ from banglacompress.prune import (PRUNE_METHODS, SCHEDULES, GradualPruner, Prune
                                   heal, input_sq_norms, prunable_layers, schedule_sparsity, start_pruning,
                                   wanda_scores)
 from banglacompress.train import label_loss, predict_logits
-from conftest import TINY_ARCH, synthetic_frame, tiny_params, write_params, run_stage
+from conftest import TINY_ARCH, synthetic_frame, task_data, tiny_params, write_params, run_stage
 
 torch.set_num_threads(1)
 
@@ -386,12 +386,8 @@ def test_kd_alpha_is_auto_or_a_number_in_0_1(kd_alpha):
 def test_auto_healing_distils_from_the_source_at_the_weight_for_the_task(monkeypatch, task, source, alpha):
     """prune.kd_from / prune.kd_alpha auto: healing takes its soft targets from the model AUTO_HEALING names for the
     task, weighs them as it says, and the stage's record holds those values, not the word auto."""
-    frame = synthetic_frame(task, n=48, seed=3)
-    text_col, labels, k = {"binary": ("Comments", ["HateSpeech"], 1), "multiclass": ("Data", ["Label"], 3),
-                           "multilabel": ("comment", ["hate", "sexual", "religious"], 3)}[task]
-    texts = frame[text_col].tolist()
-    y = frame["Label"].to_numpy() if task == "multiclass" else frame[labels].to_numpy(np.float32)
-    meta = {"task": task, "label_names": [str(i) for i in range(k)], "num_labels": k}
+    texts, y, meta = task_data(task, 48)
+    k = meta["num_labels"]
     torch.manual_seed(0)
     model, tok = build_model("m", {"model": "scratch", "scratch": dict(TINY_ARCH)}, meta, texts, 32)
     seen = {}
