@@ -6,7 +6,8 @@ score far above the student, the student, not the teacher, is what holds the fin
 
     python -m bench.target_gap --runs bench/work/cyberbully/seed4{2,3,4} --out bench/target_gap_cyberbully
 
-Validation only (test is never read). Writes <out>.json and <out>.md."""
+Validation only (test is never read). Writes <out>.json and <out>.md; `--render-only --out OUT` writes OUT.md again
+from OUT.json."""
 from __future__ import annotations
 
 import argparse
@@ -69,16 +70,34 @@ def markdown(rows: list[dict], weights: list[str], command: str) -> str:
     if len(rows) > 1:
         lines.append(f"\nfinal − targets, mean ± std (n − 1) over the runs: "
                      f"{mean_std([r['final_minus_targets'] for r in rows])}")
+    if len(rows) > 1 and all("0.0" in r["targets_val_macro_f1"] and "1.0" in r["targets_val_macro_f1"] for r in rows):
+        # against the TF-IDF model alone (w=1): where the teacher, the run's targets and the final model stand
+        tfidf = [r["targets_val_macro_f1"]["1.0"] for r in rows]
+        for name, values in (("teacher (w=0)", [r["targets_val_macro_f1"]["0.0"] for r in rows]),
+                             ("targets (run's w)", [r["targets_val_macro_f1"][str(r["tfidf_weight"])] for r in rows]),
+                             ("final", [r["final_val_macro_f1"] for r in rows])):
+            lines.append(f"{name} − TF-IDF (w=1), mean ± std (n − 1): "
+                         f"{mean_std([v - b for v, b in zip(values, tfidf)])}")
     return "\n".join(lines) + "\n"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", nargs="+", type=Path, required=True, help="bench work dirs (after run_bench)")
+    ap.add_argument("--runs", nargs="+", type=Path, help="bench work dirs (after run_bench)")
     ap.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.5, 0.7, 1.0],
                     help="tfidf weights to score the targets at (the run's own is always added)")
     ap.add_argument("--out", required=True, help="writes OUT.json and OUT.md")
+    ap.add_argument("--render-only", action="store_true", help="OUT.md again from OUT.json (nothing is scored)")
     args = ap.parse_args()
+    if args.render_only:
+        saved = json.loads(Path(args.out).with_suffix(".json").read_text(encoding="utf-8"))
+        weights = sorted({w for r in saved["rows"] for w in r["targets_val_macro_f1"]}, key=float)
+        text = markdown(saved["rows"], weights, saved["command"])
+        Path(args.out).with_suffix(".md").write_text(text, encoding="utf-8")
+        print(text)
+        return
+    if not args.runs:
+        ap.error("--runs is required (unless --render-only)")
     missing = [str(r) for r in args.runs if not (r / "metrics" / "quantize.json").is_file()]
     if missing:
         ap.error(f"--runs {missing[0]}: not a finished run (no metrics/quantize.json); run bench.run_bench first")
