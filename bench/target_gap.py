@@ -81,6 +81,14 @@ def markdown(rows: list[dict], weights: list[str], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_markdown(out: Path, rows: list[dict], command: str) -> None:
+    """OUT.md from the rows (every weight any run was scored at), printed too."""
+    weights = sorted({w for r in rows for w in r["targets_val_macro_f1"]}, key=float)
+    text = markdown(rows, weights, command)
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    print(text)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", type=Path, help="bench work dirs (after run_bench)")
@@ -89,12 +97,10 @@ def main():
     ap.add_argument("--out", required=True, help="writes OUT.json and OUT.md")
     ap.add_argument("--render-only", action="store_true", help="OUT.md again from OUT.json (nothing is scored)")
     args = ap.parse_args()
+    out = Path(args.out)
     if args.render_only:
-        saved = json.loads(Path(args.out).with_suffix(".json").read_text(encoding="utf-8"))
-        weights = sorted({w for r in saved["rows"] for w in r["targets_val_macro_f1"]}, key=float)
-        text = markdown(saved["rows"], weights, saved["command"])
-        Path(args.out).with_suffix(".md").write_text(text, encoding="utf-8")
-        print(text)
+        saved = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+        write_markdown(out, saved["rows"], saved["command"])
         return
     if not args.runs:
         ap.error("--runs is required (unless --render-only)")
@@ -105,14 +111,10 @@ def main():
         ap.error("--weights must be in [0, 1]")
     configure_torch(2)
     rows = [run_gap(run, args.weights) for run in args.runs]
-    weights = sorted({w for r in rows for w in r["targets_val_macro_f1"]}, key=float)
     command = " ".join(["python -m bench.target_gap", *sys.argv[1:]])
-    out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps({"command": command, "machine": machine(), "rows": rows},
                                                    indent=1) + "\n", encoding="utf-8")
-    text = markdown(rows, weights, command)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
+    write_markdown(out, rows, command)
 
 
 if __name__ == "__main__":

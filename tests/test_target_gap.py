@@ -1,4 +1,5 @@
 """bench.target_gap stops with one line on runs it cannot read, before loading anything."""
+import json
 import subprocess
 import sys
 
@@ -21,7 +22,6 @@ def test_weights_outside_0_1_are_one_clear_error(tmp_path):
 
 def test_the_summary_places_teacher_targets_and_final_against_tfidf(tmp_path):
     """--render-only rewrites OUT.md from OUT.json, with each column's gap to TF-IDF (w=1) as mean ± std."""
-    import json
     rows = [{"run": f"r{s}", "tfidf_weight": 0.7, "student_val_macro_f1": 0.5, "final_val_macro_f1": final,
              "final_minus_targets": final - targets,
              "targets_val_macro_f1": {"0.0": teacher, "0.7": targets, "1.0": 0.80}}
